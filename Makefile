@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Both find a Python >= 3.12 themselves (tools/find-python) and keep everything in .venv.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@interp=$$(tools/find-python) && echo "using $$interp" && $$interp -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	tools/system-deps
+	$(PY) -m ruff check ipfix addon tests tools
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

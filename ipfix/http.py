@@ -1,0 +1,243 @@
+"""The HTTP flow record and its templates, one per combination of address families.
+
+The record is what the addon snapshots in a hook; its field order is the
+template's field order, so encoding reads it with one `astuple` call. Client
+and upstream may be of different families, hence four data templates:
+
+    256 client IPv4, upstream IPv4     257 client IPv6, upstream IPv6
+    258 client IPv4, upstream IPv6     259 client IPv6, upstream IPv4
+
+A record without an upstream uses the client's family and a zero address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from .errors import EncodeError
+from .ie import InformationElement, Registry
+from .netflow9 import FIRST_SWITCHED, LAST_SWITCHED, v9_field_type
+from .template import RecordEncoder, Template, TemplateField, TruncationCounter
+from .types import VARIABLE_LENGTH
+
+FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
+
+
+class HttpFlowRecord(msgspec.Struct, kw_only=True, gc=False):
+    """One HTTP exchange (or one interval of a long-lived one), ready to encode."""
+
+    flow_id: int = 0
+    start_ms: int = 0
+    end_ms: int = 0
+    client_address: str = "0.0.0.0"
+    proxy_address: str = "0.0.0.0"
+    upstream_address: str = ""  # "" when no upstream connection was made
+    client_port: int = 0
+    proxy_port: int = 0
+    upstream_port: int = 0
+    protocol: int = 6
+    octets: int = 0
+    initiator_octets: int = 0
+    responder_octets: int = 0
+    uploaded_bytes: int = 0
+    downloaded_bytes: int = 0
+    status_code: int = 0
+    flow_end_reason: int = 3
+    termination_state: int = 0
+    upstream_ttfb_ms: int = 0
+    method: str = ""
+    host: str = ""
+    target: str = ""
+    query: str = ""
+    version: str = ""
+    reason: str = ""
+    user_agent: str = ""
+    content_type: str = ""
+    response_content_type: str = ""
+    referrer: str = ""
+    x_forwarded_for: str = ""
+    cookie: str = ""
+    tls_server_name: str = ""
+    tls_version: str = ""
+
+
+# Record attribute -> element name (IPv4 name, IPv6 name for addresses), in record order.
+HTTP_FIELDS: tuple[tuple[str, str | tuple[str, str]], ...] = (
+    ("flow_id", "flowId"),
+    ("start_ms", "flowStartMilliseconds"),
+    ("end_ms", "flowEndMilliseconds"),
+    ("client_address", ("sourceIPv4Address", "sourceIPv6Address")),
+    ("proxy_address", ("destinationIPv4Address", "destinationIPv6Address")),
+    ("upstream_address", ("postNATDestinationIPv4Address", "postNATDestinationIPv6Address")),
+    ("client_port", "sourceTransportPort"),
+    ("proxy_port", "destinationTransportPort"),
+    ("upstream_port", "postNAPTDestinationTransportPort"),
+    ("protocol", "protocolIdentifier"),
+    ("octets", "octetDeltaCount"),
+    ("initiator_octets", "initiatorOctets"),
+    ("responder_octets", "responderOctets"),
+    ("uploaded_bytes", "uploadedBytes"),
+    ("downloaded_bytes", "downloadedBytes"),
+    ("status_code", "httpStatusCode"),
+    ("flow_end_reason", "flowEndReason"),
+    ("termination_state", "httpTerminationStateCode"),
+    ("upstream_ttfb_ms", "upstreamTimeToFirstByteMilliseconds"),
+    ("method", "httpRequestMethod"),
+    ("host", "httpRequestHost"),
+    ("target", "httpRequestTarget"),
+    ("query", "httpRequestQuery"),
+    ("version", "httpMessageVersion"),
+    ("reason", "httpReasonPhrase"),
+    ("user_agent", "httpUserAgent"),
+    ("content_type", "httpContentType"),
+    ("response_content_type", "httpResponseContentType"),
+    ("referrer", "httpReferrer"),
+    ("x_forwarded_for", "httpXForwardedFor"),
+    ("cookie", "httpCookie"),
+    ("tls_server_name", "tlsServerName"),
+    ("tls_version", "tlsProtocolVersion"),
+)
+if tuple(a for a, _ in HTTP_FIELDS) != HttpFlowRecord.__struct_fields__:
+    raise AssertionError("HTTP_FIELDS must follow HttpFlowRecord's field order")
+
+# (client is IPv6, upstream is IPv6) -> offset from the first template id
+FAMILY_TEMPLATES: dict[tuple[bool, bool], int] = {
+    (False, False): 0, (True, True): 1, (False, True): 2, (True, False): 3,
+}
+
+# Defaults for the per-field limits (bytes of UTF-8) in IPFIX, where strings have
+# variable length; a record must also fit one message, which may cut further.
+DEFAULT_MAX_LENGTHS: Mapping[str, int] = {
+    "httpRequestMethod": 32,
+    "httpRequestHost": 255,
+    "httpRequestTarget": 1024,
+    "httpRequestQuery": 1024,
+    "httpMessageVersion": 16,
+    "httpReasonPhrase": 64,
+    "httpUserAgent": 256,
+    "httpContentType": 128,
+    "httpResponseContentType": 128,
+    "httpReferrer": 512,
+    "httpXForwardedFor": 256,
+    "httpCookie": 512,
+    "tlsServerName": 255,
+    "tlsProtocolVersion": 16,
+}
+
+# Fixed widths of strings in NetFlow v9, which has no variable-length fields.
+DEFAULT_V9_WIDTHS: Mapping[str, int] = {
+    "httpRequestMethod": 8,
+    "httpRequestHost": 64,
+    "httpRequestTarget": 128,
+    "httpRequestQuery": 96,
+    "httpMessageVersion": 8,
+    "httpReasonPhrase": 24,
+    "httpUserAgent": 96,
+    "httpContentType": 48,
+    "httpResponseContentType": 48,
+    "httpReferrer": 96,
+    "httpXForwardedFor": 48,
+    "httpCookie": 64,
+    "tlsServerName": 64,
+    "tlsProtocolVersion": 8,
+}
+
+
+def http_elements(registry: Registry, client_v6: bool, upstream_v6: bool) -> list[InformationElement]:
+    """The data template's elements for one combination of address families."""
+    elements = []
+    for attribute, names in HTTP_FIELDS:
+        if isinstance(names, tuple):
+            v6 = upstream_v6 if attribute == "upstream_address" else client_v6
+            elements.append(registry[names[1] if v6 else names[0]])
+        else:
+            elements.append(registry[names])
+    return elements
+
+
+def ipfix_http_templates(registry: Registry, first_id: int = FIRST_DATA_TEMPLATE_ID) -> list[Template]:
+    """The four IPFIX data templates, strings variable-length."""
+    templates = []
+    for (client_v6, upstream_v6), offset in sorted(FAMILY_TEMPLATES.items(), key=lambda i: i[1]):
+        elements = http_elements(registry, client_v6, upstream_v6)
+        fields = tuple(TemplateField(e, e.default_length) for e in elements)
+        templates.append(Template(first_id + offset, fields))
+    return templates
+
+
+def netflow9_http_templates(
+    registry: Registry,
+    widths: Mapping[str, int] = DEFAULT_V9_WIDTHS,
+    *,
+    include_enterprise: bool = True,
+    first_id: int = FIRST_DATA_TEMPLATE_ID,
+) -> list[Template]:
+    """The four v9 data templates: FIRST/LAST_SWITCHED first, strings at fixed widths."""
+    first = registry["flowStartSysUpTime"]
+    last = registry["flowEndSysUpTime"]
+    assert (first.element_id, last.element_id) == (FIRST_SWITCHED, LAST_SWITCHED)
+    templates = []
+    for (client_v6, upstream_v6), offset in sorted(FAMILY_TEMPLATES.items(), key=lambda i: i[1]):
+        fields = [TemplateField(first, 4), TemplateField(last, 4)]
+        for element in http_elements(registry, client_v6, upstream_v6):
+            if element.is_enterprise and not include_enterprise:
+                continue
+            length = element.default_length
+            if length == VARIABLE_LENGTH:
+                length = widths.get(element.name, 0)
+                if not 0 < length < VARIABLE_LENGTH:
+                    raise ValueError(f"{element.name}: v9 width must be 1..65534, not {length}")
+            fields.append(TemplateField(element, length))
+        templates.append(Template(first_id + offset, tuple(fields)))
+    return templates
+
+
+class HttpRecordEncoder:
+    """Turns HttpFlowRecords into (template id, data record) for one wire format."""
+
+    def __init__(
+        self,
+        templates: list[Template],
+        *,
+        max_lengths: Mapping[str, int] = DEFAULT_MAX_LENGTHS,
+        netflow9_boot_time_ms: int | None = None,
+        netflow9_private_base: int = 32768,
+        truncations: TruncationCounter | None = None,
+    ) -> None:
+        self.truncations = truncations or TruncationCounter()
+        self.templates = templates
+        self._encoders = [RecordEncoder(t, max_lengths, self.truncations) for t in templates]
+        self._first_id = templates[0].template_id
+        self._boot_ms = netflow9_boot_time_ms
+        self._keep: list[int] | None = None
+        if netflow9_boot_time_ms is not None:
+            for template in templates:  # fail early on types v9 cannot carry
+                for field in template.fields:
+                    v9_field_type(field.element, netflow9_private_base)
+            present = set(templates[0].names)
+            keep = [i for i, (_, names) in enumerate(HTTP_FIELDS)
+                    if isinstance(names, tuple) or names in present]
+            self._keep = keep if len(keep) < len(HTTP_FIELDS) else None
+
+    def encode(self, record: HttpFlowRecord, budget: int) -> tuple[int, bytes]:
+        client_v6 = ":" in record.client_address
+        upstream = record.upstream_address
+        upstream_v6 = (":" in upstream) if upstream else client_v6
+        offset = FAMILY_TEMPLATES[(client_v6, upstream_v6)]
+        values: tuple[object, ...] = msgspec.structs.astuple(record)
+        if self._boot_ms is not None:
+            if self._keep is not None:
+                values = tuple(values[i] for i in self._keep)
+            boot = self._boot_ms
+            values = ((record.start_ms - boot) & 0xFFFFFFFF,
+                      (record.end_ms - boot) & 0xFFFFFFFF, *values)
+        encoder = self._encoders[offset]
+        try:
+            data = encoder.encode(values)
+            if len(data) > budget:
+                data = encoder.encode_within(values, budget)
+        except EncodeError as exc:
+            raise EncodeError(f"flow {record.flow_id}: {exc}") from None
+        return self._first_id + offset, data

@@ -1,0 +1,161 @@
+"""Message framing: packing records into size-capped IPFIX messages (RFC 7011 §3).
+
+The packer is shared with NetFlow v9 (`netflow9.py`), which differs only in
+its header, its set ids and its 4-byte flowset padding. A record is never
+split across messages; the caller makes each record fit an empty message.
+"""
+
+from __future__ import annotations
+
+import struct
+from abc import ABC, abstractmethod
+
+from .template import Template
+
+IPFIX_VERSION = 10
+IPFIX_HEADER = struct.Struct("!HHIII")  # §3.1: version, length, export time, sequence, domain
+SET_HEADER = struct.Struct("!HH")  # §3.3.2: set id, length
+TEMPLATE_SET_ID = 2  # §3.3.2
+OPTIONS_TEMPLATE_SET_ID = 3
+MAX_MESSAGE_SIZE = 0xFFFF  # the header's 16-bit length
+DEFAULT_MAX_MESSAGE_SIZE = 1400  # leaves room for IP/UDP headers and tunnels under a 1500 MTU
+
+_FIELD_SPEC = struct.Struct("!HH")
+_ENTERPRISE_FIELD_SPEC = struct.Struct("!HHI")
+_ENTERPRISE_BIT = 0x8000  # §3.2
+
+
+def ipfix_template_record(template: Template) -> bytes:
+    """The template record (§3.4.1) or options template record (§3.4.2) of `template`."""
+    if template.is_options:
+        parts = [struct.pack("!HHH", template.template_id, len(template.fields),
+                             template.scope_field_count)]
+    else:
+        parts = [struct.pack("!HH", template.template_id, len(template.fields))]
+    for field in template.fields:
+        element = field.element
+        if element.is_enterprise:
+            parts.append(_ENTERPRISE_FIELD_SPEC.pack(
+                element.element_id | _ENTERPRISE_BIT, field.length, element.enterprise_number))
+        else:
+            parts.append(_FIELD_SPEC.pack(element.element_id, field.length))
+    return b"".join(parts)
+
+
+class MessagePacker(ABC):
+    """Packs (set id, record) items into messages of at most `max_message_size` bytes.
+
+    Consecutive items with the same set id share one set. Header fields that
+    depend on what was sent before (sequence numbers) are filled in when a
+    message is closed, in sending order.
+    """
+
+    header_size: int
+    padding: int  # sets are padded to a multiple of this (1: none)
+
+    def __init__(self, max_message_size: int) -> None:
+        if not self.header_size + SET_HEADER.size < max_message_size <= MAX_MESSAGE_SIZE:
+            raise ValueError(f"max message size must be {self.header_size + SET_HEADER.size + 1}"
+                             f"..{MAX_MESSAGE_SIZE}, not {max_message_size}")
+        self.max_message_size = max_message_size
+        self._sets: list[tuple[int, list[bytes]]] = []
+        self._set_payload = 0  # bytes of records in the last (open) set
+        self._size = self.header_size  # bytes of the message so far, padding included
+        self._records = 0
+        self._data_records = 0
+        self._flow_records = 0
+        self._done: list[tuple[bytes, int]] = []
+        self.closed_messages = 0
+
+    @property
+    def record_budget(self) -> int:
+        """The largest record that fits an otherwise empty message."""
+        budget = self.max_message_size - self.header_size - SET_HEADER.size
+        return budget - budget % self.padding
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._sets
+
+    def _padded(self, payload: int) -> int:
+        return SET_HEADER.size + payload + (-payload % self.padding)
+
+    def add(
+        self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
+    ) -> None:
+        """Append a record, closing the current message first if it would overflow.
+
+        `is_data` marks data records (they count in IPFIX sequence numbers);
+        `is_flow` marks flow records as opposed to options records.
+        """
+        if len(record) > self.record_budget:
+            raise ValueError(f"record of {len(record)} bytes exceeds {self.record_budget}")
+        if self._sets and self._sets[-1][0] == set_id:
+            grow = self._padded(self._set_payload + len(record)) - self._padded(self._set_payload)
+        else:
+            grow = self._padded(len(record))
+        if self._size + grow > self.max_message_size:
+            self.close(now_ms)
+            grow = self._padded(len(record))
+        if self._sets and self._sets[-1][0] == set_id:
+            self._sets[-1][1].append(record)
+            self._set_payload += len(record)
+        else:
+            self._sets.append((set_id, [record]))
+            self._set_payload = len(record)
+        self._size += grow
+        self._records += 1
+        self._data_records += is_data
+        self._flow_records += is_flow
+
+    def close(self, now_ms: int) -> None:
+        """Finish the current message, if it holds anything."""
+        if not self._sets:
+            return
+        parts = [self._header(self._size, now_ms, self._records, self._data_records)]
+        for set_id, records in self._sets:
+            payload = sum(map(len, records))
+            pad = -payload % self.padding
+            parts.append(SET_HEADER.pack(set_id, SET_HEADER.size + payload + pad))
+            parts.extend(records)
+            if pad:
+                parts.append(bytes(pad))
+        message = b"".join(parts)
+        assert len(message) == self._size <= self.max_message_size
+        self._done.append((message, self._flow_records))
+        self.closed_messages += 1
+        self._sets = []
+        self._set_payload = 0
+        self._size = self.header_size
+        self._records = 0
+        self._data_records = 0
+        self._flow_records = 0
+
+    def take(self) -> list[tuple[bytes, int]]:
+        """Closed messages since the last call, each with its count of flow records."""
+        done, self._done = self._done, []
+        return done
+
+    @abstractmethod
+    def _header(self, length: int, now_ms: int, records: int, data_records: int) -> bytes:
+        """The message header; called once per message, in sending order."""
+
+
+class IpfixPacker(MessagePacker):
+    """IPFIX framing: the sequence number counts data records sent before the message."""
+
+    header_size = IPFIX_HEADER.size
+    padding = 1
+
+    def __init__(self, max_message_size: int, observation_domain_id: int) -> None:
+        super().__init__(max_message_size)
+        if not 0 <= observation_domain_id <= 0xFFFFFFFF:
+            raise ValueError(f"observation domain id out of range: {observation_domain_id}")
+        self.observation_domain_id = observation_domain_id
+        self.sequence_number = 0  # §3.1: data records sent so far in this domain, mod 2^32
+
+    def _header(self, length: int, now_ms: int, records: int, data_records: int) -> bytes:
+        header = IPFIX_HEADER.pack(IPFIX_VERSION, length, (now_ms // 1000) & 0xFFFFFFFF,
+                                   self.sequence_number, self.observation_domain_id)
+        self.sequence_number = (self.sequence_number + data_records) & 0xFFFFFFFF
+        return header

@@ -1,0 +1,84 @@
+"""Options templates and records: RFC 5610 type information and RFC 7011 §4 statistics.
+
+Type records let a collector decode our enterprise elements with no
+configuration; statistics records tell it how much the exporter sent and lost.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .ie import InformationElement, Registry
+from .netflow9 import SCOPE_SYSTEM
+from .template import Template, TemplateField, make_template
+
+TYPE_INFO_TEMPLATE_ID = 260
+METERING_STATISTICS_TEMPLATE_ID = 261
+EXPORTING_STATISTICS_TEMPLATE_ID = 262
+NETFLOW9_STATISTICS_TEMPLATE_ID = 260
+
+
+class ExportStatistics(msgspec.Struct, kw_only=True):
+    """Totals of one export session (one collector), as sent in statistics records."""
+
+    messages: int = 0
+    flow_records: int = 0
+    octets: int = 0
+    not_sent_flow_records: int = 0
+    not_sent_messages: int = 0
+    not_sent_octets: int = 0
+    first_drop_ms: int = 0
+    last_drop_ms: int = 0
+
+
+def type_info_template(registry: Registry) -> Template:
+    """RFC 5610 §3.9: scope (privateEnterpriseNumber, informationElementId), then the type."""
+    names = ("privateEnterpriseNumber", "informationElementId", "informationElementDataType",
+             "informationElementSemantics", "informationElementUnits", "informationElementName",
+             "informationElementDescription")
+    return make_template(TYPE_INFO_TEMPLATE_ID, [registry[n] for n in names], scope_field_count=2)
+
+
+def type_info_values(element: InformationElement) -> tuple[object, ...]:
+    return (element.enterprise_number, element.element_id, int(element.data_type),
+            int(element.semantics), int(element.units), element.name, element.description)
+
+
+def metering_statistics_template(registry: Registry) -> Template:
+    """RFC 7011 §4.1: what this observation domain exported."""
+    names = ("observationDomainId", "exportedMessageTotalCount", "exportedFlowRecordTotalCount",
+             "exportedOctetTotalCount")
+    return make_template(METERING_STATISTICS_TEMPLATE_ID, [registry[n] for n in names],
+                         scope_field_count=1)
+
+
+def metering_statistics_values(domain: int, stats: ExportStatistics) -> tuple[object, ...]:
+    return (domain, stats.messages, stats.flow_records, stats.octets)
+
+
+def exporting_statistics_template(registry: Registry) -> Template:
+    """RFC 7011 §4.3: what the exporting process could not send, and when it first/last lost."""
+    names = ("exportingProcessId", "notSentFlowTotalCount", "notSentPacketTotalCount",
+             "notSentOctetTotalCount", "flowStartMilliseconds", "flowEndMilliseconds")
+    return make_template(EXPORTING_STATISTICS_TEMPLATE_ID, [registry[n] for n in names],
+                         scope_field_count=1)
+
+
+def exporting_statistics_values(process_id: int, stats: ExportStatistics) -> tuple[object, ...]:
+    return (process_id, stats.not_sent_flow_records, stats.not_sent_messages,
+            stats.not_sent_octets, stats.first_drop_ms, stats.last_drop_ms)
+
+
+def netflow9_statistics_template(registry: Registry) -> Template:
+    """v9 has one options template here: scope System, then the same totals as IPFIX."""
+    names = ("exportedMessageTotalCount", "exportedFlowRecordTotalCount",
+             "exportedOctetTotalCount", "notSentFlowTotalCount", "notSentPacketTotalCount",
+             "notSentOctetTotalCount")
+    fields = (TemplateField(SCOPE_SYSTEM, 4),
+              *(TemplateField(registry[n], 8) for n in names))
+    return Template(NETFLOW9_STATISTICS_TEMPLATE_ID, fields, scope_field_count=1)
+
+
+def netflow9_statistics_values(source_id: int, stats: ExportStatistics) -> tuple[object, ...]:
+    return (source_id, stats.messages, stats.flow_records, stats.octets,
+            stats.not_sent_flow_records, stats.not_sent_messages, stats.not_sent_octets)

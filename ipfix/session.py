@@ -1,0 +1,281 @@
+"""One export session: the stream of messages to one collector, with no I/O.
+
+It owns what a stream needs to be decodable: templates first and again on a
+timer and every N messages, sequence numbers, statistics records and the
+flush deadline. Time comes in as an argument (`now_ms`), so the asyncio layer
+only asks for datagrams and re-arms one timer at `next_deadline()`, and tests
+can drive time by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import lru_cache
+
+import msgspec
+
+from .http import (
+    DEFAULT_MAX_LENGTHS,
+    DEFAULT_V9_WIDTHS,
+    HttpFlowRecord,
+    HttpRecordEncoder,
+    ipfix_http_templates,
+    netflow9_http_templates,
+)
+from .ie import DEFAULT_ENTERPRISE_NUMBER, Registry, build_registry
+from .message import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    OPTIONS_TEMPLATE_SET_ID,
+    TEMPLATE_SET_ID,
+    IpfixPacker,
+    MessagePacker,
+    ipfix_template_record,
+)
+from .netflow9 import (
+    DEFAULT_PRIVATE_BASE,
+    OPTIONS_TEMPLATE_FLOWSET_ID,
+    TEMPLATE_FLOWSET_ID,
+    Netflow9Packer,
+    v9_template_record,
+)
+from .options import (
+    EXPORTING_STATISTICS_TEMPLATE_ID,
+    METERING_STATISTICS_TEMPLATE_ID,
+    NETFLOW9_STATISTICS_TEMPLATE_ID,
+    TYPE_INFO_TEMPLATE_ID,
+    ExportStatistics,
+    exporting_statistics_template,
+    exporting_statistics_values,
+    metering_statistics_template,
+    metering_statistics_values,
+    netflow9_statistics_template,
+    netflow9_statistics_values,
+    type_info_template,
+    type_info_values,
+)
+from .template import RecordEncoder, Template, TruncationCounter
+
+
+class ExportFormat(StrEnum):
+    IPFIX = "ipfix"
+    NETFLOW9 = "netflow9"
+
+
+class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How one stream is framed; every field has an operator-facing option in the addon."""
+
+    format: ExportFormat = ExportFormat.IPFIX
+    observation_domain_id: int = 1
+    enterprise_number: int = DEFAULT_ENTERPRISE_NUMBER
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    flush_interval_ms: int = 200
+    # RFC 6728 suggests 600 s; collectors that start late or restart should not wait that long.
+    template_refresh_ms: int = 30_000
+    template_refresh_messages: int = 100
+    statistics_interval_ms: int = 60_000
+    max_lengths: Mapping[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
+    netflow9_widths: Mapping[str, int] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_V9_WIDTHS))
+    netflow9_private_base: int = DEFAULT_PRIVATE_BASE
+    netflow9_enterprise_fields: bool = True
+    exporting_process_id: int = msgspec.field(default_factory=os.getpid)
+
+    def __post_init__(self) -> None:
+        for name in ("flush_interval_ms", "template_refresh_ms", "template_refresh_messages",
+                     "statistics_interval_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if not 0 <= self.observation_domain_id <= 0xFFFFFFFF:
+            raise ValueError(f"observation domain id out of range: {self.observation_domain_id!r}")
+
+
+class Datagram(msgspec.Struct, frozen=True):
+    """A finished message and the number of flow records in it."""
+
+    payload: bytes
+    flow_records: int
+
+
+@lru_cache(maxsize=8)
+def registry_for(enterprise_number: int) -> Registry:
+    return build_registry(enterprise_number)
+
+
+class ExportSession:
+    """Builds the message stream for one collector."""
+
+    def __init__(self, config: SessionConfig, now_ms: int) -> None:
+        self.config = config
+        self.registry = registry_for(config.enterprise_number)
+        self.statistics = ExportStatistics()
+        self.truncations = TruncationCounter()
+        self._start_ms = now_ms
+        self._packer: MessagePacker
+        self._options: list[tuple[Template, RecordEncoder]] = []
+        if config.format is ExportFormat.IPFIX:
+            templates = ipfix_http_templates(self.registry)
+            self._packer = IpfixPacker(config.max_message_size, config.observation_domain_id)
+            self.encoder = HttpRecordEncoder(
+                templates, max_lengths=config.max_lengths, truncations=self.truncations)
+            option_templates = [type_info_template(self.registry),
+                                metering_statistics_template(self.registry),
+                                exporting_statistics_template(self.registry)]
+            self._template_sets = [(TEMPLATE_SET_ID, [ipfix_template_record(t) for t in templates]),
+                                   (OPTIONS_TEMPLATE_SET_ID,
+                                    [ipfix_template_record(t) for t in option_templates])]
+        else:
+            templates = netflow9_http_templates(
+                self.registry, config.netflow9_widths,
+                include_enterprise=config.netflow9_enterprise_fields)
+            self._packer = Netflow9Packer(config.max_message_size, config.observation_domain_id,
+                                          boot_time_ms=now_ms)
+            self.encoder = HttpRecordEncoder(
+                templates, max_lengths=config.max_lengths, netflow9_boot_time_ms=now_ms,
+                netflow9_private_base=config.netflow9_private_base,
+                truncations=self.truncations)
+            option_templates = [netflow9_statistics_template(self.registry)]
+            base = config.netflow9_private_base
+            self._template_sets = [
+                (TEMPLATE_FLOWSET_ID, [v9_template_record(t, base) for t in templates]),
+                (OPTIONS_TEMPLATE_FLOWSET_ID,
+                 [v9_template_record(t, base) for t in option_templates])]
+        self.templates = (*templates, *option_templates)
+        self._option_encoders = {t.template_id: RecordEncoder(t) for t in option_templates}
+        for _, records in self._template_sets:
+            for record in records:
+                if len(record) > self._packer.record_budget:
+                    raise ValueError(f"max message size {config.max_message_size} is too small "
+                                     f"for a {len(record)}-byte template record")
+        self._type_records = self._type_info_records()
+        self._templates_due_ms = now_ms  # the first message carries the templates
+        self._closed_at_templates = 0
+        self._statistics_due_ms = now_ms + config.statistics_interval_ms
+        self._flush_due_ms: int | None = None
+        self._ready: list[Datagram] = []
+
+    # -- the data path -------------------------------------------------------------------
+
+    def add(self, record: HttpFlowRecord, now_ms: int) -> None:
+        """Encode one flow record into the current message (EncodeError if it cannot be)."""
+        template_id, data = self.encoder.encode(record, self._packer.record_budget)
+        if self._templates_due(now_ms):
+            self._add_templates(now_ms)
+        self._add(template_id, data, now_ms, is_data=True, is_flow=True)
+
+    def poll(self, now_ms: int) -> list[Datagram]:
+        """Act on whatever timer is due; return the datagrams ready to send."""
+        if self._templates_due(now_ms):
+            self._add_templates(now_ms)
+        if now_ms >= self._statistics_due_ms:
+            self._add_statistics(now_ms)
+        if self._flush_due_ms is not None and now_ms >= self._flush_due_ms:
+            self._close(now_ms)
+        return self._take()
+
+    def flush(self, now_ms: int) -> list[Datagram]:
+        """Close the current message now and return everything ready (shutdown, tests)."""
+        self._close(now_ms)
+        return self._take()
+
+    def flush_with_statistics(self, now_ms: int) -> list[Datagram]:
+        """The final flush: current statistics go out with what is left."""
+        if self._templates_due(now_ms):
+            self._add_templates(now_ms)
+        self._add_statistics(now_ms)
+        return self.flush(now_ms)
+
+    def next_deadline(self) -> int:
+        """The earliest time `poll` has something to do."""
+        due = min(self._templates_due_ms, self._statistics_due_ms)
+        return due if self._flush_due_ms is None else min(due, self._flush_due_ms)
+
+    def request_templates(self) -> None:
+        """Send templates with the next message (a collector came back)."""
+        self._templates_due_ms = 0
+
+    # -- accounting ----------------------------------------------------------------------
+
+    def count_not_sent(self, flow_records: int, now_ms: int, *, messages: int = 0,
+                       octets: int = 0) -> None:
+        """Flow records lost before or at sending: they show in the statistics records."""
+        stats = self.statistics
+        stats.not_sent_flow_records += flow_records
+        stats.not_sent_messages += messages
+        stats.not_sent_octets += octets
+        if flow_records or messages:
+            stats.first_drop_ms = stats.first_drop_ms or now_ms
+            stats.last_drop_ms = now_ms
+
+    def count_send_failure(self, datagram: Datagram, now_ms: int) -> None:
+        """A datagram `poll` returned could not be sent."""
+        stats = self.statistics
+        stats.messages -= 1
+        stats.flow_records -= datagram.flow_records
+        stats.octets -= len(datagram.payload)
+        self.count_not_sent(datagram.flow_records, now_ms, messages=1,
+                            octets=len(datagram.payload))
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _templates_due(self, now_ms: int) -> bool:
+        return (now_ms >= self._templates_due_ms
+                or self._packer.closed_messages - self._closed_at_templates
+                >= self.config.template_refresh_messages)
+
+    def _add(self, set_id: int, data: bytes, now_ms: int, *, is_data: bool,
+             is_flow: bool = False) -> None:
+        if self._packer.is_empty or self._flush_due_ms is None:
+            self._flush_due_ms = now_ms + self.config.flush_interval_ms
+        self._packer.add(set_id, data, is_data=is_data, is_flow=is_flow, now_ms=now_ms)
+
+    def _add_templates(self, now_ms: int) -> None:
+        self._templates_due_ms = now_ms + self.config.template_refresh_ms
+        self._closed_at_templates = self._packer.closed_messages
+        for set_id, records in self._template_sets:
+            for record in records:
+                self._add(set_id, record, now_ms, is_data=False)
+        for template_id, record in self._type_records:
+            self._add(template_id, record, now_ms, is_data=True)
+
+    def _type_info_records(self) -> list[tuple[int, bytes]]:
+        if self.config.format is not ExportFormat.IPFIX:
+            return []  # v9 has no enterprise numbers to describe
+        encoder = self._option_encoders[TYPE_INFO_TEMPLATE_ID]
+        exported = {f.element.key for t in self.templates for f in t.fields}
+        return [(TYPE_INFO_TEMPLATE_ID, encoder.encode(type_info_values(e)))
+                for e in self.registry.enterprise_elements() if e.key in exported]
+
+    def _add_statistics(self, now_ms: int) -> None:
+        self._statistics_due_ms = now_ms + self.config.statistics_interval_ms
+        self._collect()  # so the totals include every message closed so far
+        stats, config = self.statistics, self.config
+        if config.format is ExportFormat.IPFIX:
+            rows = [(METERING_STATISTICS_TEMPLATE_ID,
+                     metering_statistics_values(config.observation_domain_id, stats)),
+                    (EXPORTING_STATISTICS_TEMPLATE_ID,
+                     exporting_statistics_values(config.exporting_process_id, stats))]
+        else:
+            rows = [(NETFLOW9_STATISTICS_TEMPLATE_ID,
+                     netflow9_statistics_values(config.observation_domain_id, stats))]
+        for template_id, values in rows:
+            self._add(template_id, self._option_encoders[template_id].encode(values), now_ms,
+                      is_data=True)
+
+    def _close(self, now_ms: int) -> None:
+        self._packer.close(now_ms)
+        self._flush_due_ms = None
+
+    def _collect(self) -> None:
+        stats = self.statistics
+        for payload, flows in self._packer.take():
+            stats.messages += 1
+            stats.flow_records += flows
+            stats.octets += len(payload)
+            self._ready.append(Datagram(payload, flows))
+
+    def _take(self) -> list[Datagram]:
+        self._collect()
+        ready, self._ready = self._ready, []
+        return ready

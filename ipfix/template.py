@@ -1,0 +1,341 @@
+"""Templates and the compiled record encoder behind them (RFC 7011 §3.4).
+
+A template is compiled once into a packing plan: runs of fixed-length fields
+become one `struct.Struct`, so the per-record cost is one `pack` call plus a
+short loop over the variable-length strings.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv6Address
+
+import msgspec
+
+from .errors import EncodeError
+from .ie import InformationElement
+from .types import (
+    NATURAL_SIZE,
+    SIGNED_TYPES,
+    TEXT_OR_OCTETS,
+    UNSIGNED_TYPES,
+    VARIABLE_LENGTH,
+    DataType,
+)
+
+MIN_DATA_TEMPLATE_ID = 256  # RFC 7011 §3.4.1: ids 0-255 are reserved for set ids
+MAX_VARLEN = 0xFFFF
+_SHORT_PREFIX = tuple(bytes((n,)) for n in range(255))  # RFC 7011 §7: one length byte below 255
+
+
+class TemplateField(msgspec.Struct, frozen=True):
+    """A field of a template: the element and its on-wire length."""
+
+    element: InformationElement
+    length: int
+
+    @property
+    def is_variable_length(self) -> bool:
+        return self.length == VARIABLE_LENGTH
+
+
+class Template(msgspec.Struct, frozen=True):
+    """A (data or options) template; the first `scope_field_count` fields are the scope."""
+
+    template_id: int
+    fields: tuple[TemplateField, ...]
+    scope_field_count: int = 0
+
+    def __post_init__(self) -> None:
+        if not MIN_DATA_TEMPLATE_ID <= self.template_id <= 0xFFFF:
+            raise ValueError(f"template id must be 256..65535, not {self.template_id}")
+        if not self.fields:
+            raise ValueError("a template needs at least one field")
+        if not 0 <= self.scope_field_count <= len(self.fields):
+            raise ValueError(f"bad scope field count {self.scope_field_count}")
+        for field in self.fields:
+            check_field_length(field.element, field.length)
+
+    @property
+    def is_options(self) -> bool:
+        return self.scope_field_count > 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.element.name for f in self.fields)
+
+    @property
+    def min_record_length(self) -> int:
+        """Smallest possible encoded record (each varlen field empty, one length byte)."""
+        return sum(1 if f.is_variable_length else f.length for f in self.fields)
+
+
+def make_template(
+    template_id: int,
+    elements: Sequence[InformationElement],
+    *,
+    scope_field_count: int = 0,
+    lengths: Mapping[str, int] | None = None,
+) -> Template:
+    """A template of `elements` at their default lengths, with optional overrides by name."""
+    lengths = lengths or {}
+    fields = tuple(TemplateField(e, lengths.get(e.name, e.default_length)) for e in elements)
+    return Template(template_id, fields, scope_field_count)
+
+
+def check_field_length(element: InformationElement, length: int) -> None:
+    """Raise ValueError for a length the element's type cannot be encoded in (RFC 7011 §6.2)."""
+    natural = NATURAL_SIZE[element.data_type]
+    if element.data_type in TEXT_OR_OCTETS:
+        ok = 0 < length <= VARIABLE_LENGTH
+    elif element.data_type in UNSIGNED_TYPES or element.data_type in SIGNED_TYPES:
+        ok = natural is not None and 1 <= length <= natural
+    elif element.data_type is DataType.FLOAT64:
+        ok = length in (4, 8)
+    else:
+        ok = length == natural
+    if not ok:
+        raise ValueError(f"{element.name}: length {length} is invalid for {element.data_type.name}")
+
+
+def utf8_prefix(data: bytes, limit: int) -> bytes:
+    """The longest prefix of UTF-8 `data` of at most `limit` bytes that ends on a character."""
+    if len(data) <= limit:
+        return data
+    cut = limit
+    while cut > 0 and (data[cut] & 0xC0) == 0x80:  # never split a code point
+        cut -= 1
+    return data[:cut]
+
+
+def to_utf8(value: str) -> bytes:
+    """UTF-8 bytes of `value`; lone surrogates (undecodable input) become U+FFFD."""
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
+
+
+def _pack_address(size: int) -> Callable[[object], bytes]:
+    family = socket.AF_INET if size == 4 else socket.AF_INET6
+    cls = IPv4Address if size == 4 else IPv6Address
+    zero = bytes(size)
+    cache: dict[object, bytes] = {}
+
+    def pack(value: object) -> bytes:
+        packed = cache.get(value)
+        if packed is not None:
+            return packed
+        if not value:
+            return zero
+        try:
+            if isinstance(value, str):
+                packed = socket.inet_pton(family, value)
+            elif isinstance(value, cls):
+                packed = value.packed
+            elif isinstance(value, bytes) and len(value) == size:
+                packed = value
+            else:
+                raise TypeError
+        except (OSError, TypeError):
+            raise EncodeError(f"not an IPv{4 if size == 4 else 6} address: {value!r}") from None
+        if len(cache) < 4096:  # client and upstream addresses repeat; keep it bounded
+            cache[value] = packed
+        return packed
+
+    return pack
+
+
+def _to_boolean(value: object) -> int:
+    return 1 if value else 2  # RFC 7011 §6.1.5: true is 1, false is 2
+
+
+_STRUCT_CODES = {
+    (True, 1): "B", (True, 2): "H", (True, 4): "I", (True, 8): "Q",
+    (False, 1): "b", (False, 2): "h", (False, 4): "i", (False, 8): "q",
+}
+
+
+class TruncationCounter:
+    """Counts fields cut to fit a limit, for the exporter's statistics."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class RecordEncoder:
+    """Encodes value sequences (in template field order) into data records."""
+
+    def __init__(
+        self,
+        template: Template,
+        max_lengths: Mapping[str, int] | None = None,
+        truncations: TruncationCounter | None = None,
+    ) -> None:
+        self.template = template
+        self.truncations = truncations or TruncationCounter()
+        max_lengths = max_lengths or {}
+        self._prepare: list[tuple[int, Callable[[object], object]]] = []
+        # plan entries: (struct, start, stop) for fixed runs, (None, start, stop) for varlen runs
+        self._plan: list[tuple[struct.Struct | None, int, int]] = []
+        self._limits: list[int] = []
+        self._is_text: list[bool] = []
+        codes: list[str] = []
+        run_start = 0
+        for index, field in enumerate(template.fields):
+            element = field.element
+            self._limits.append(min(max_lengths.get(element.name, MAX_VARLEN), MAX_VARLEN))
+            self._is_text.append(element.data_type is DataType.STRING)
+            if field.is_variable_length:
+                if codes:
+                    self._plan.append((struct.Struct("!" + "".join(codes)), run_start, index))
+                    codes = []
+                if self._plan and self._plan[-1][0] is None:
+                    self._plan[-1] = (None, self._plan[-1][1], index + 1)
+                else:
+                    self._plan.append((None, index, index + 1))
+                run_start = index + 1
+                continue
+            codes.append(self._fixed_code(index, field))
+        if codes:
+            self._plan.append((struct.Struct("!" + "".join(codes)), run_start, len(template.fields)))
+
+    def _fixed_code(self, index: int, field: TemplateField) -> str:
+        element, length, data_type = field.element, field.length, field.element.data_type
+        if data_type in UNSIGNED_TYPES or data_type in SIGNED_TYPES:
+            signed = data_type in SIGNED_TYPES
+            code = _STRUCT_CODES.get((not signed, length))
+            if code is not None:
+                return code
+            self._prepare.append((index, _int_to_bytes(length, signed, element.name)))
+            return f"{length}s"
+        if data_type in (DataType.DATE_TIME_MILLISECONDS,):
+            return "Q"
+        if data_type is DataType.DATE_TIME_SECONDS:
+            return "I"
+        if data_type is DataType.FLOAT64:
+            return "d" if length == 8 else "f"
+        if data_type is DataType.FLOAT32:
+            return "f"
+        if data_type is DataType.BOOLEAN:
+            self._prepare.append((index, _to_boolean))
+            return "B"
+        if data_type in (DataType.IPV4_ADDRESS, DataType.IPV6_ADDRESS):
+            self._prepare.append((index, _pack_address(length)))
+            return f"{length}s"
+        if data_type is DataType.MAC_ADDRESS:
+            return "6s"
+        if data_type in TEXT_OR_OCTETS:  # fixed-length text: zero-padded by struct
+            limit = min(length, self._limits[index])
+            self._prepare.append((index, self._fixed_text(data_type is DataType.STRING, limit)))
+            return f"{length}s"
+        raise ValueError(f"{element.name}: cannot encode {data_type.name}")
+
+    def _fixed_text(self, is_text: bool, limit: int) -> Callable[[object], bytes]:
+        counter = self.truncations
+
+        def convert(value: object) -> bytes:
+            data = to_utf8(value) if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]
+            if len(data) > limit:
+                counter.count += 1
+                return utf8_prefix(data, limit) if is_text else data[:limit]
+            return data
+
+        return convert
+
+    def encode(self, values: Sequence[object], limits: Sequence[int] | None = None) -> bytes:
+        """One data record; strings over their limit are cut at a character boundary."""
+        if len(values) != len(self.template.fields):
+            raise EncodeError(
+                f"template {self.template.template_id} has {len(self.template.fields)} fields, "
+                f"got {len(values)} values"
+            )
+        if self._prepare:
+            values = list(values)
+            for index, convert in self._prepare:
+                values[index] = convert(values[index])
+        limits = limits or self._limits
+        is_text = self._is_text
+        parts: list[bytes] = []
+        append = parts.append
+        for packer, start, stop in self._plan:
+            if packer is not None:
+                try:
+                    append(packer.pack(*values[start:stop]))
+                except struct.error as exc:
+                    raise EncodeError(f"template {self.template.template_id}: {exc}") from None
+                continue
+            for index in range(start, stop):
+                value = values[index]
+                if is_text[index]:
+                    data = to_utf8(value) if value else b""  # type: ignore[arg-type]
+                else:
+                    data = bytes(value) if value else b""  # type: ignore[call-overload]
+                size = len(data)
+                if size > limits[index]:
+                    self.truncations.count += 1
+                    limit = limits[index]
+                    data = utf8_prefix(data, limit) if is_text[index] else data[:limit]
+                    size = len(data)
+                if size < 255:
+                    append(_SHORT_PREFIX[size])
+                else:  # RFC 7011 §7: 255, then a 2-byte length
+                    append(b"\xff" + size.to_bytes(2, "big"))
+                append(data)
+        return b"".join(parts)
+
+    def encode_within(self, values: Sequence[object], budget: int) -> bytes:
+        """Encode, cutting the longest variable-length fields until the record fits `budget`.
+
+        Only reached for records too large for an empty message; each cut field is
+        counted once.
+        """
+        before = self.truncations.count
+        record = self.encode(values)
+        if len(record) <= budget:
+            return record
+        sizes = self._varlen_sizes(values)
+        limits = list(self._limits)
+        for index, size in sizes.items():
+            limits[index] = min(limits[index], size)
+        while len(record) > budget:
+            longest = max(sizes, key=lambda i: limits[i], default=None)
+            if longest is None or limits[longest] == 0:
+                raise EncodeError(f"a record of template {self.template.template_id} "
+                                  f"cannot fit {budget} bytes")
+            second = max((limits[i] for i in sizes if i != longest), default=0)
+            excess = len(record) - budget
+            cut_to = max(second, limits[longest] - excess, 0)
+            if cut_to == limits[longest]:  # tied with the runner-up: cut this one alone
+                cut_to = max(limits[longest] - excess, 0)
+            limits[longest] = cut_to
+            self.truncations.count = before  # the final encode counts its own cuts
+            record = self.encode(values, limits)
+        return record
+
+    def _varlen_sizes(self, values: Sequence[object]) -> dict[int, int]:
+        sizes: dict[int, int] = {}
+        for index, field in enumerate(self.template.fields):
+            if field.is_variable_length:
+                value = values[index]
+                if isinstance(value, str):
+                    sizes[index] = len(to_utf8(value))
+                else:
+                    sizes[index] = len(bytes(value)) if value else 0  # type: ignore[call-overload]
+        return sizes
+
+
+def _int_to_bytes(length: int, signed: bool, name: str) -> Callable[[object], bytes]:
+    """Reduced-size integer encoding (RFC 7011 §6.2) for lengths struct has no code for."""
+
+    def convert(value: object) -> bytes:
+        try:
+            return int(value).to_bytes(length, "big", signed=signed)  # type: ignore[call-overload]
+        except OverflowError:
+            raise EncodeError(f"{name}: {value!r} does not fit {length} bytes") from None
+
+    return convert
