@@ -7,6 +7,7 @@ short loop over the variable-length strings.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from .types import (
 
 MIN_DATA_TEMPLATE_ID = 256  # RFC 7011 §3.4.1: ids 0-255 are reserved for set ids
 MAX_VARLEN = 0xFFFF
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SHORT_PREFIX = tuple(bytes((n,)) for n in range(255))  # RFC 7011 §7: one length byte below 255
 
 
@@ -115,7 +117,7 @@ def to_utf8(value: str) -> bytes:
     try:
         return value.encode()
     except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
+        return _SURROGATE.sub("\ufffd", value).encode()
 
 
 def _pack_address(size: int) -> Callable[[object], bytes]:
