@@ -21,7 +21,7 @@ from typing import TextIO
 
 import msgspec
 
-from .decoder import DecodedMessage, Decoder, DecodedRecord
+from .decoder import DecodedMessage, DecodedRecord, Decoder
 from .errors import DecodeError
 from .filewriter import read_messages
 from .ie import DEFAULT_ENTERPRISE_NUMBER, build_registry

@@ -17,7 +17,13 @@ import msgspec
 
 from .errors import DecodeError
 from .ie import DEFAULT_REGISTRY, IANA, InformationElement, Registry
-from .message import IPFIX_HEADER, IPFIX_VERSION, OPTIONS_TEMPLATE_SET_ID, SET_HEADER, TEMPLATE_SET_ID
+from .message import (
+    IPFIX_HEADER,
+    IPFIX_VERSION,
+    OPTIONS_TEMPLATE_SET_ID,
+    SET_HEADER,
+    TEMPLATE_SET_ID,
+)
 from .netflow9 import (
     DEFAULT_PRIVATE_BASE,
     NETFLOW9_HEADER,
@@ -436,7 +442,8 @@ class Decoder:
             spec.enterprise_number, spec.element_id)
         if element is not None:
             return element.name, value_decoder(element.data_type, spec.length)
-        described = learned.types.get((spec.enterprise_number, spec.element_id)) if learned else None
+        key = (spec.enterprise_number, spec.element_id)
+        described = learned.types.get(key) if learned else None
         if described is not None:
             return described[0], value_decoder(described[1], spec.length)
         return f"{spec.enterprise_number}/{spec.element_id}", _octets

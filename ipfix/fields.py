@@ -75,7 +75,7 @@ def pmacct_primitives(
 
 
 GENERATORS = {
-    "pmacct-ipfix": lambda r: pmacct_primitives(r),
+    "pmacct-ipfix": pmacct_primitives,
     "pmacct-netflow9": lambda r: pmacct_primitives(r, netflow9=True),
 }
 

@@ -145,7 +145,9 @@ DEFAULT_V9_WIDTHS: Mapping[str, int] = {
 }
 
 
-def http_elements(registry: Registry, client_v6: bool, upstream_v6: bool) -> list[InformationElement]:
+def http_elements(
+    registry: Registry, client_v6: bool, upstream_v6: bool
+) -> list[InformationElement]:
     """The data template's elements for one combination of address families."""
     elements = []
     for attribute, names in HTTP_FIELDS:
@@ -157,7 +159,9 @@ def http_elements(registry: Registry, client_v6: bool, upstream_v6: bool) -> lis
     return elements
 
 
-def ipfix_http_templates(registry: Registry, first_id: int = FIRST_DATA_TEMPLATE_ID) -> list[Template]:
+def ipfix_http_templates(
+    registry: Registry, first_id: int = FIRST_DATA_TEMPLATE_ID
+) -> list[Template]:
     """The four IPFIX data templates, strings variable-length."""
     templates = []
     for (client_v6, upstream_v6), offset in sorted(FAMILY_TEMPLATES.items(), key=lambda i: i[1]):
@@ -231,8 +235,9 @@ class HttpRecordEncoder:
             if self._keep is not None:
                 values = tuple(values[i] for i in self._keep)
             boot = self._boot_ms
-            values = ((record.start_ms - boot) & 0xFFFFFFFF,
-                      (record.end_ms - boot) & 0xFFFFFFFF, *values)
+            # sysUpTime-relative; a flow that began before the exporter started begins at 0
+            values = (max(record.start_ms - boot, 0) & 0xFFFFFFFF,
+                      max(record.end_ms - boot, 0) & 0xFFFFFFFF, *values)
         encoder = self._encoders[offset]
         try:
             data = encoder.encode(values)

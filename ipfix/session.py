@@ -75,7 +75,8 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     template_refresh_ms: int = 30_000
     template_refresh_messages: int = 100
     statistics_interval_ms: int = 60_000
-    max_lengths: Mapping[str, int] = msgspec.field(default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
+    max_lengths: Mapping[str, int] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
     netflow9_widths: Mapping[str, int] = msgspec.field(
         default_factory=lambda: dict(DEFAULT_V9_WIDTHS))
     netflow9_private_base: int = DEFAULT_PRIVATE_BASE
@@ -166,7 +167,7 @@ class ExportSession:
 
     def poll(self, now_ms: int) -> list[Datagram]:
         """Act on whatever timer is due; return the datagrams ready to send."""
-        if self._templates_due(now_ms):
+        if now_ms >= self._templates_due_ms:  # the message-count refresh waits for data
             self._add_templates(now_ms)
         if now_ms >= self._statistics_due_ms:
             self._add_statistics(now_ms)

@@ -204,7 +204,8 @@ class RecordEncoder:
                 continue
             codes.append(self._fixed_code(index, field))
         if codes:
-            self._plan.append((struct.Struct("!" + "".join(codes)), run_start, len(template.fields)))
+            head = struct.Struct("!" + "".join(codes))
+            self._plan.append((head, run_start, len(template.fields)))
 
     def _fixed_code(self, index: int, field: TemplateField) -> str:
         element, length, data_type = field.element, field.length, field.element.data_type
@@ -335,8 +336,10 @@ def _int_to_bytes(length: int, signed: bool, name: str) -> Callable[[object], by
     """Reduced-size integer encoding (RFC 7011 §6.2) for lengths struct has no code for."""
 
     def convert(value: object) -> bytes:
+        if not isinstance(value, int):
+            raise EncodeError(f"{name}: not an integer: {value!r}")
         try:
-            return int(value).to_bytes(length, "big", signed=signed)  # type: ignore[call-overload]
+            return value.to_bytes(length, "big", signed=signed)
         except OverflowError:
             raise EncodeError(f"{name}: {value!r} does not fit {length} bytes") from None
 

@@ -92,5 +92,7 @@ NATURAL_SIZE: dict[DataType, int | None] = {
 UNSIGNED_TYPES = frozenset(
     {DataType.UNSIGNED8, DataType.UNSIGNED16, DataType.UNSIGNED32, DataType.UNSIGNED64}
 )
-SIGNED_TYPES = frozenset({DataType.SIGNED8, DataType.SIGNED16, DataType.SIGNED32, DataType.SIGNED64})
+SIGNED_TYPES = frozenset(
+    {DataType.SIGNED8, DataType.SIGNED16, DataType.SIGNED32, DataType.SIGNED64}
+)
 TEXT_OR_OCTETS = frozenset({DataType.STRING, DataType.OCTET_ARRAY})

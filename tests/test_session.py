@@ -1,0 +1,194 @@
+"""The export session: templates first and refreshed, sequence numbers, statistics, limits."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+
+import pytest
+
+from ipfix.decoder import Decoder
+from ipfix.options import (
+    EXPORTING_STATISTICS_TEMPLATE_ID,
+    METERING_STATISTICS_TEMPLATE_ID,
+    TYPE_INFO_TEMPLATE_ID,
+)
+from ipfix.session import ExportFormat, ExportSession, SessionConfig
+from tests.conftest import NOW_MS, decode_all, flow_records, run_session, sample_record
+
+
+def set_ids(payload: bytes, header: int) -> list[int]:
+    ids, offset = [], header
+    while offset < len(payload):
+        set_id, length = struct.unpack_from("!HH", payload, offset)
+        ids.append(set_id)
+        offset += length
+    return ids
+
+
+def test_first_message_carries_templates_before_data() -> None:
+    _, datagrams = run_session([sample_record(0)])
+    first = datagrams[0].payload
+    assert set_ids(first, 16)[:3] == [2, 3, TYPE_INFO_TEMPLATE_ID]
+    messages = decode_all(datagrams)
+    assert messages[0].template_ids == [256, 257, 258, 259, 260, 261, 262]
+    assert len(flow_records(messages)) == 1
+
+
+def test_netflow9_first_packet_carries_templates() -> None:
+    _, datagrams = run_session([sample_record(0)], ExportFormat.NETFLOW9)
+    assert set_ids(datagrams[0].payload, 20)[:2] == [0, 1]
+    assert len(flow_records(decode_all(datagrams))) == 1
+
+
+def test_rfc5610_type_records_describe_every_enterprise_element() -> None:
+    _, datagrams = run_session([sample_record(0)])
+    types = [r.fields for m in decode_all(datagrams) for r in m.records
+             if r.template_id == TYPE_INFO_TEMPLATE_ID]
+    described = {(t["privateEnterpriseNumber"], t["informationElementId"]): t for t in types}
+    assert set(described) == {(57011, n) for n in range(1, 12)}
+    assert described[57011, 3]["informationElementName"] == "httpRequestQuery"
+    assert described[57011, 3]["informationElementDataType"] == 13  # string
+    assert described[57011, 1]["informationElementSemantics"] == 3  # deltaCounter
+
+
+def test_collector_learns_unknown_enterprise_elements_from_type_records() -> None:
+    _, datagrams = run_session([sample_record(0)], enterprise_number=4242)
+    fields = flow_records(decode_all(datagrams))[0]  # the decoder's registry says 57011
+    assert fields["httpRequestQuery"] == "page=2&sort=asc"
+    assert fields["uploadedBytes"] == 34
+
+
+def test_templates_refresh_on_timer_and_after_n_messages() -> None:
+    session = ExportSession(SessionConfig(template_refresh_ms=10_000,
+                                          template_refresh_messages=5, flush_interval_ms=1),
+                            NOW_MS)
+    now = NOW_MS
+    with_templates = []
+    for index in range(40):
+        session.add(sample_record(index), now)
+        for datagram in session.poll(now + 1):
+            with_templates.append(2 in set_ids(datagram.payload, 16))
+        now += 2
+    assert with_templates[0]
+    carrying = [i for i, has in enumerate(with_templates) if has]
+    gaps = [b - a for a, b in itertools.pairwise(carrying)]
+    assert len(carrying) >= len(with_templates) // 6
+    assert all(4 <= gap <= 6 for gap in gaps), gaps  # every 5 closed messages
+    assert not session.poll(now)  # nothing due
+    later = session.poll(now + 10_001)
+    assert later and 2 in set_ids(later[0].payload, 16)
+
+
+def test_templates_again_on_request() -> None:
+    session = ExportSession(SessionConfig(), NOW_MS)
+    session.flush(NOW_MS)
+    session.request_templates()
+    session.add(sample_record(), NOW_MS + 1)
+    assert 2 in set_ids(session.flush(NOW_MS + 1)[0].payload, 16)
+
+
+def test_ipfix_sequence_counts_all_data_records_before_the_message() -> None:
+    _, datagrams = run_session([sample_record(i) for i in range(60)])
+    messages = decode_all(datagrams)
+    assert len(messages) > 3
+    expected = 0
+    for message in messages:
+        assert message.sequence_number == expected
+        expected += message.data_record_count
+
+
+def test_netflow9_sequence_counts_packets_and_count_counts_records() -> None:
+    _, datagrams = run_session([sample_record(i) for i in range(10)], ExportFormat.NETFLOW9)
+    messages = decode_all(datagrams)
+    for index, message in enumerate(messages):
+        assert message.sequence_number == index
+        assert message.header_count == len(message.records) + len(message.template_ids)
+
+
+def test_flush_interval_bounds_latency() -> None:
+    session = ExportSession(SessionConfig(flush_interval_ms=200), NOW_MS)
+    session.poll(NOW_MS)  # the initial templates wait for the flush too
+    assert session.next_deadline() == NOW_MS + 200
+    assert session.poll(NOW_MS + 199) == []
+    assert len(session.poll(NOW_MS + 200)) == 1
+    session.add(sample_record(), NOW_MS + 300)
+    assert session.next_deadline() == NOW_MS + 500
+
+
+def test_statistics_records_report_totals_and_drops() -> None:
+    session = ExportSession(SessionConfig(statistics_interval_ms=1_000, flush_interval_ms=1),
+                            NOW_MS)
+    for index in range(5):
+        session.add(sample_record(index), NOW_MS)
+    sent = session.flush(NOW_MS)
+    failed = sent[-1]
+    session.count_not_sent(3, NOW_MS + 5)
+    session.count_send_failure(failed, NOW_MS + 6)
+    sent += session.poll(NOW_MS + 1_000)
+    sent += session.poll(NOW_MS + 1_002)
+    records = [r for m in decode_all(sent) for r in m.records]
+    metering = [r.fields for r in records if r.template_id == METERING_STATISTICS_TEMPLATE_ID]
+    exporting = [r.fields for r in records if r.template_id == EXPORTING_STATISTICS_TEMPLATE_ID]
+    assert metering and exporting
+    assert failed.flow_records > 0
+    assert metering[0]["exportedMessageTotalCount"] == len(sent) - 2  # the failed one and itself
+    assert metering[0]["exportedFlowRecordTotalCount"] == 5 - failed.flow_records
+    assert exporting[0]["notSentFlowTotalCount"] == 3 + failed.flow_records
+    assert exporting[0]["notSentPacketTotalCount"] == 1
+    assert exporting[0]["notSentOctetTotalCount"] == len(failed.payload)
+
+
+def test_oversize_record_is_truncated_to_fit_and_counted() -> None:
+    huge = "x" * 60_000
+    limits = {"httpRequestTarget": 65_535, "httpUserAgent": 65_535}
+    session, datagrams = run_session([sample_record(target=huge, user_agent=huge)],
+                                     max_lengths=limits)
+    assert all(len(d.payload) <= 1400 for d in datagrams)
+    fields = flow_records(decode_all(datagrams))[0]
+    assert huge.startswith(str(fields["httpRequestTarget"]))
+    assert huge.startswith(str(fields["httpUserAgent"]))
+    assert session.truncations.count == 2
+    assert fields["httpRequestHost"] == "shop.example"  # short strings left alone
+
+
+def test_mixed_address_families_pick_their_templates() -> None:
+    cases = [("192.0.2.1", "198.51.100.1", 256), ("2001:db8::1", "2001:db8::2", 257),
+             ("192.0.2.1", "2001:db8::2", 258), ("2001:db8::1", "198.51.100.1", 259),
+             ("2001:db8::1", "", 257), ("192.0.2.1", "", 256)]
+    records = [sample_record(client_address=c, proxy_address=c, upstream_address=u)
+               for c, u, _ in cases]
+    _, datagrams = run_session(records)
+    decoded = [r for m in decode_all(datagrams) for r in m.records if not r.is_options]
+    assert [r.template_id for r in decoded] == [t for _, _, t in cases]
+    assert decoded[2].fields["postNATDestinationIPv6Address"] == "2001:db8::2"
+    assert decoded[4].fields["postNATDestinationIPv6Address"] == "::"
+
+
+def test_netflow9_can_leave_out_private_field_types() -> None:
+    _, datagrams = run_session([sample_record()], ExportFormat.NETFLOW9,
+                               netflow9_enterprise_fields=False)
+    fields = flow_records(decode_all(datagrams))[0]
+    assert "httpRequestQuery" not in fields and "uploadedBytes" not in fields
+    assert fields["httpRequestHost"] == "shop.example"
+    assert fields["flowStartSysUpTime"] == 0  # began before the exporter: clamped, not wrapped
+
+
+def test_netflow9_private_base_is_configurable() -> None:
+    _, datagrams = run_session([sample_record()], ExportFormat.NETFLOW9,
+                               netflow9_private_base=40000)
+    decoder = Decoder(netflow9_private_base=40000)
+    assert flow_records(decode_all(datagrams, decoder))[0]["httpRequestQuery"] == "page=2&sort=asc"
+
+
+@pytest.mark.parametrize("bad", [
+    {"flush_interval_ms": 0}, {"template_refresh_messages": 0}, {"observation_domain_id": -1},
+])
+def test_bad_config_is_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        SessionConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_message_too_small_for_templates_is_refused() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        ExportSession(SessionConfig(max_message_size=150), NOW_MS)
