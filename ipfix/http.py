@@ -126,14 +126,15 @@ DEFAULT_MAX_LENGTHS: Mapping[str, int] = {
     "tlsProtocolVersion": 16,
 }
 
-# Fixed widths of strings in NetFlow v9, which has no variable-length fields.
+# Fixed widths of strings in NetFlow v9, which has no variable-length fields. A value
+# keeps at least one NUL byte at its end, so it carries at most width - 1 bytes.
 DEFAULT_V9_WIDTHS: Mapping[str, int] = {
-    "httpRequestMethod": 8,
+    "httpRequestMethod": 12,
     "httpRequestHost": 64,
     "httpRequestTarget": 128,
     "httpRequestQuery": 96,
-    "httpMessageVersion": 8,
-    "httpReasonPhrase": 24,
+    "httpMessageVersion": 12,
+    "httpReasonPhrase": 32,
     "httpUserAgent": 96,
     "httpContentType": 48,
     "httpResponseContentType": 48,
@@ -141,7 +142,7 @@ DEFAULT_V9_WIDTHS: Mapping[str, int] = {
     "httpXForwardedFor": 48,
     "httpCookie": 64,
     "tlsServerName": 64,
-    "tlsProtocolVersion": 8,
+    "tlsProtocolVersion": 12,
 }
 
 
@@ -191,8 +192,8 @@ def netflow9_http_templates(
             length = element.default_length
             if length == VARIABLE_LENGTH:
                 length = widths.get(element.name, 0)
-                if not 0 < length < VARIABLE_LENGTH:
-                    raise ValueError(f"{element.name}: v9 width must be 1..65534, not {length}")
+                if not 1 < length < VARIABLE_LENGTH:  # one byte stays NUL
+                    raise ValueError(f"{element.name}: v9 width must be 2..65534, not {length}")
             fields.append(TemplateField(element, length))
         templates.append(Template(first_id + offset, tuple(fields)))
     return templates
@@ -212,7 +213,9 @@ class HttpRecordEncoder:
     ) -> None:
         self.truncations = truncations or TruncationCounter()
         self.templates = templates
-        self._encoders = [RecordEncoder(t, max_lengths, self.truncations) for t in templates]
+        v9 = netflow9_boot_time_ms is not None
+        self._encoders = [RecordEncoder(t, max_lengths, self.truncations,
+                                        terminate_fixed_strings=v9) for t in templates]
         self._first_id = templates[0].template_id
         self._boot_ms = netflow9_boot_time_ms
         self._keep: list[int] | None = None

@@ -177,8 +177,13 @@ class RecordEncoder:
         template: Template,
         max_lengths: Mapping[str, int] | None = None,
         truncations: TruncationCounter | None = None,
+        *,
+        terminate_fixed_strings: bool = False,
     ) -> None:
+        """`terminate_fixed_strings` keeps a NUL at the end of every fixed-width string, for
+        collectors that read them as C strings (pmacct runs a full field into the next)."""
         self.template = template
+        self._terminate = terminate_fixed_strings
         self.truncations = truncations or TruncationCounter()
         max_lengths = max_lengths or {}
         self._prepare: list[tuple[int, Callable[[object], object]]] = []
@@ -233,7 +238,8 @@ class RecordEncoder:
         if data_type is DataType.MAC_ADDRESS:
             return "6s"
         if data_type in TEXT_OR_OCTETS:  # fixed-length text: zero-padded by struct
-            limit = min(length, self._limits[index])
+            is_string = data_type is DataType.STRING
+            limit = min(length - (is_string and self._terminate), self._limits[index])
             self._prepare.append((index, self._fixed_text(data_type is DataType.STRING, limit)))
             return f"{length}s"
         raise ValueError(f"{element.name}: cannot encode {data_type.name}")

@@ -160,7 +160,7 @@ def test_tshark_decodes_netflow9_datagrams(tmp_path: Path) -> None:
     assert tshark_problems(*args) == ""
     got = http_flows(tshark_json(*args))
     assert len(got) == len(RECORDS)
-    widths = dict(session.config.netflow9_widths)
+    widths = {name: width - 1 for name, width in session.config.netflow9_widths.items()}
     for flow, record in zip(got, later, strict=True):
         check_common(flow, record)
         check_http(flow, record, widths)

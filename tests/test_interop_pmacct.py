@@ -1,0 +1,109 @@
+"""pmacct's nfacctd, with the primitives files we ship, decodes our IPFIX and v9 records."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ipfix.fields import pmacct_primitives, snake_case
+from ipfix.ie import DEFAULT_REGISTRY
+from ipfix.session import ExportFormat
+from tests.conftest import run_session, sample_record
+
+pytestmark = [pytest.mark.interop,
+              pytest.mark.skipif(shutil.which("nfacctd") is None, reason="pmacct not installed")]
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "pmacct"
+PRIMITIVES = {ExportFormat.IPFIX: DEPLOY / "primitives-ipfix.lst",
+              ExportFormat.NETFLOW9: DEPLOY / "primitives-netflow9.lst"}
+
+RECORDS = [
+    sample_record(0),
+    sample_record(1, host="b\u00fccher.example", target="/search", query="q=%C3%BC&page=1",
+                  status_code=404, uploaded_bytes=0, downloaded_bytes=512, method="HEAD"),
+    sample_record(2, client_address="2001:db8::10", proxy_address="2001:db8::1",
+                  upstream_address="2001:db8::7", query="", status_code=503),
+]
+
+
+def test_shipped_primitives_files_match_the_registry() -> None:
+    assert PRIMITIVES[ExportFormat.IPFIX].read_text() == pmacct_primitives(DEFAULT_REGISTRY)
+    assert PRIMITIVES[ExportFormat.NETFLOW9].read_text() == pmacct_primitives(
+        DEFAULT_REGISTRY, netflow9=True)
+
+
+def primitive_names(path: Path) -> list[str]:
+    return [line.split()[0].removeprefix("name=") for line in path.read_text().splitlines()
+            if line.startswith("name=")]
+
+
+def run_nfacctd(tmp_path: Path, port: int, fmt: ExportFormat) -> list[dict[str, object]]:
+    output = tmp_path / "flows.json"
+    names = primitive_names(PRIMITIVES[fmt])
+    config = tmp_path / "nfacctd.conf"
+    config.write_text("\n".join([
+        "daemonize: false",
+        "nfacctd_ip: 127.0.0.1",
+        f"nfacctd_port: {port}",
+        f"aggregate_primitives: {PRIMITIVES[fmt]}",
+        "plugins: print",
+        "aggregate: src_host, dst_host, src_port, dst_port, proto, " + ", ".join(names),
+        "print_output: json",
+        f"print_output_file: {output}",
+        "print_refresh_time: 1",
+        "",
+    ]))
+    log = tmp_path / "nfacctd.log"
+    with log.open("w") as log_file:
+        process = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while "waiting for" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "waiting for" in log.read_text(), log.read_text()
+        _, datagrams = run_session(RECORDS, fmt)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for datagram in datagrams:
+                sock.sendto(datagram.payload, ("127.0.0.1", port))
+        time.sleep(2.5)  # one print refresh
+    finally:
+        process.send_signal(signal.SIGINT)  # flushes the cache to the file
+        process.wait(timeout=15)
+    text = output.read_text() if output.exists() else ""
+    assert text, log.read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_nfacctd_decodes_standard_and_enterprise_fields(tmp_path: Path, udp_port: int,
+                                                        fmt: ExportFormat) -> None:
+    rows = run_nfacctd(tmp_path, udp_port, fmt)
+    by_port = {row["port_src"]: row for row in rows}
+    assert sorted(by_port) == sorted(r.client_port for r in RECORDS)
+    for record in RECORDS:
+        row = by_port[record.client_port]
+        assert row["ip_src"] == record.client_address
+        assert row["ip_dst"] == record.proxy_address
+        assert row["port_dst"] == record.proxy_port
+        assert row["bytes"] == record.octets
+        assert row[snake_case("httpRequestHost")] == record.host
+        assert row[snake_case("httpRequestTarget")] == record.target
+        assert row[snake_case("httpRequestMethod")] == record.method
+        assert row[snake_case("httpMessageVersion")] == record.version
+        assert row[snake_case("httpReasonPhrase")] == record.reason
+        assert row[snake_case("httpRequestQuery")] == record.query
+        assert row[snake_case("httpUserAgent")] == record.user_agent
+        assert row[snake_case("httpResponseContentType")] == record.response_content_type
+        assert str(row[snake_case("httpStatusCode")]) == str(record.status_code)
+        assert str(row[snake_case("uploadedBytes")]) == str(record.uploaded_bytes)
+        assert str(row[snake_case("downloadedBytes")]) == str(record.downloaded_bytes)
+        assert str(row[snake_case("flowId")]) == str(record.flow_id)
+        assert str(row[snake_case("initiatorOctets")]) == str(record.initiator_octets)
