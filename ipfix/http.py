@@ -231,8 +231,7 @@ class HttpRecordEncoder:
     def encode(self, record: HttpFlowRecord, budget: int) -> tuple[int, bytes]:
         client_v6 = ":" in record.client_address
         upstream = record.upstream_address
-        upstream_v6 = (":" in upstream) if upstream else client_v6
-        offset = FAMILY_TEMPLATES[(client_v6, upstream_v6)]
+        offset = FAMILY_TEMPLATES[client_v6, (":" in upstream) if upstream else client_v6]
         values: tuple[object, ...] = msgspec.structs.astuple(record)
         if self._boot_ms is not None:
             if self._keep is not None:

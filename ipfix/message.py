@@ -45,9 +45,10 @@ def ipfix_template_record(template: Template) -> bytes:
 class MessagePacker(ABC):
     """Packs (set id, record) items into messages of at most `max_message_size` bytes.
 
-    Consecutive items with the same set id share one set. Header fields that
-    depend on what was sent before (sequence numbers) are filled in when a
-    message is closed, in sending order.
+    Records with the same set id share one set per message, whatever order they
+    come in (IPv4 and IPv6 flows interleave), in order of each set's first record.
+    Header fields that depend on what was sent before (sequence numbers) are filled
+    in when a message is closed, in sending order.
     """
 
     header_size: int
@@ -58,9 +59,10 @@ class MessagePacker(ABC):
             raise ValueError(f"max message size must be {self.header_size + SET_HEADER.size + 1}"
                              f"..{MAX_MESSAGE_SIZE}, not {max_message_size}")
         self.max_message_size = max_message_size
-        self._sets: list[tuple[int, list[bytes]]] = []
-        self._set_payload = 0  # bytes of records in the last (open) set
-        self._size = self.header_size  # bytes of the message so far, padding included
+        self._sets: dict[int, list[bytes]] = {}  # set id -> records, in first-use order
+        self._payloads: dict[int, int] = {}  # set id -> bytes of its records
+        self._size = self.header_size  # bytes so far: header, set headers, records
+        self._padding_size = 0  # bytes of padding the sets need (NetFlow v9)
         self._records = 0
         self._data_records = 0
         self._flow_records = 0
@@ -77,9 +79,6 @@ class MessagePacker(ABC):
     def is_empty(self) -> bool:
         return not self._sets
 
-    def _padded(self, payload: int) -> int:
-        return SET_HEADER.size + payload + (-payload % self.padding)
-
     def add(
         self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
     ) -> None:
@@ -88,45 +87,73 @@ class MessagePacker(ABC):
         `is_data` marks data records (they count in IPFIX sequence numbers);
         `is_flow` marks flow records as opposed to options records.
         """
-        if len(record) > self.record_budget:
-            raise ValueError(f"record of {len(record)} bytes exceeds {self.record_budget}")
-        if self._sets and self._sets[-1][0] == set_id:
-            grow = self._padded(self._set_payload + len(record)) - self._padded(self._set_payload)
-        else:
-            grow = self._padded(len(record))
-        if self._size + grow > self.max_message_size:
+        size = len(record)
+        if size > self.record_budget:
+            raise ValueError(f"record of {size} bytes exceeds {self.record_budget}")
+        if self._grown_size(set_id, size) > self.max_message_size:
             self.close(now_ms)
-            grow = self._padded(len(record))
-        if self._sets and self._sets[-1][0] == set_id:
-            self._sets[-1][1].append(record)
-            self._set_payload += len(record)
+        padding = self.padding
+        payload = self._payloads.get(set_id)
+        if payload is None:
+            self._sets[set_id] = [record]
+            self._size += SET_HEADER.size + size
+            self._payloads[set_id] = size
+            self._padding_size += -size % padding
         else:
-            self._sets.append((set_id, [record]))
-            self._set_payload = len(record)
-        self._size += grow
+            self._sets[set_id].append(record)
+            self._size += size
+            self._payloads[set_id] = payload + size
+            self._padding_size += -(payload + size) % padding - -payload % padding
         self._records += 1
         self._data_records += is_data
         self._flow_records += is_flow
+
+    def _grown_size(self, set_id: int, size: int) -> int:
+        """The message size, padding included, once a record of `size` bytes is added."""
+        padding = self.padding
+        payload = self._payloads.get(set_id)
+        if payload is None:
+            return (self._size + self._padding_size + SET_HEADER.size + size
+                    + (-size % padding))
+        return (self._size + self._padding_size + size
+                + (-(payload + size) % padding) - (-payload % padding))
+
+    def add_flow(self, set_id: int, record: bytes, now_ms: int) -> None:
+        """`add` for a flow record: the common case (set open, no padding, room left) short."""
+        records = self._sets.get(set_id)
+        size = len(record)
+        if (records is not None and self.padding == 1
+                and self._size + size <= self.max_message_size):
+            records.append(record)
+            self._payloads[set_id] += size
+            self._size += size
+            self._records += 1
+            self._data_records += 1
+            self._flow_records += 1
+            return
+        self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
 
     def close(self, now_ms: int) -> None:
         """Finish the current message, if it holds anything."""
         if not self._sets:
             return
-        parts = [self._header(self._size, now_ms, self._records, self._data_records)]
-        for set_id, records in self._sets:
-            payload = sum(map(len, records))
+        length = self._size + self._padding_size
+        parts = [self._header(length, now_ms, self._records, self._data_records)]
+        for set_id, records in self._sets.items():
+            payload = self._payloads[set_id]
             pad = -payload % self.padding
             parts.append(SET_HEADER.pack(set_id, SET_HEADER.size + payload + pad))
             parts.extend(records)
             if pad:
                 parts.append(bytes(pad))
         message = b"".join(parts)
-        assert len(message) == self._size <= self.max_message_size
+        assert len(message) == length <= self.max_message_size
         self._done.append((message, self._flow_records))
         self.closed_messages += 1
-        self._sets = []
-        self._set_payload = 0
+        self._sets = {}
+        self._payloads = {}
         self._size = self.header_size
+        self._padding_size = 0
         self._records = 0
         self._data_records = 0
         self._flow_records = 0

@@ -150,6 +150,8 @@ class ExportSession:
                     raise ValueError(f"max message size {config.max_message_size} is too small "
                                      f"for a {len(record)}-byte template record")
         self._type_records = self._type_info_records()
+        self._budget = self._packer.record_budget
+        self._refresh_messages = config.template_refresh_messages
         self._templates_due_ms = now_ms  # the first message carries the templates
         self._closed_at_templates = 0
         self._statistics_due_ms = now_ms + config.statistics_interval_ms
@@ -160,10 +162,14 @@ class ExportSession:
 
     def add(self, record: HttpFlowRecord, now_ms: int) -> None:
         """Encode one flow record into the current message (EncodeError if it cannot be)."""
-        template_id, data = self.encoder.encode(record, self._packer.record_budget)
-        if self._templates_due(now_ms):
+        template_id, data = self.encoder.encode(record, self._budget)
+        if (now_ms >= self._templates_due_ms
+                or self._packer.closed_messages - self._closed_at_templates
+                >= self._refresh_messages):
             self._add_templates(now_ms)
-        self._add(template_id, data, now_ms, is_data=True, is_flow=True)
+        if self._flush_due_ms is None:
+            self._flush_due_ms = now_ms + self.config.flush_interval_ms
+        self._packer.add_flow(template_id, data, now_ms)
 
     def poll(self, now_ms: int) -> list[Datagram]:
         """Act on whatever timer is due; return the datagrams ready to send."""
@@ -227,11 +233,13 @@ class ExportSession:
 
     def _add(self, set_id: int, data: bytes, now_ms: int, *, is_data: bool,
              is_flow: bool = False) -> None:
-        if self._packer.is_empty or self._flush_due_ms is None:
+        if self._flush_due_ms is None:
             self._flush_due_ms = now_ms + self.config.flush_interval_ms
         self._packer.add(set_id, data, is_data=is_data, is_flow=is_flow, now_ms=now_ms)
 
     def _add_templates(self, now_ms: int) -> None:
+        # templates lead a message: a collector that lost them decodes all that follows
+        self._close(now_ms)
         self._templates_due_ms = now_ms + self.config.template_refresh_ms
         self._closed_at_templates = self._packer.closed_messages
         for set_id, records in self._template_sets:

@@ -160,6 +160,9 @@ _STRUCT_CODES = {
 }
 
 
+_PENDING = struct.Struct("")  # placeholder for a run of fixed fields still being collected
+
+
 class TruncationCounter:
     """Counts fields cut to fit a limit, for the exporter's statistics."""
 
@@ -170,7 +173,16 @@ class TruncationCounter:
 
 
 class RecordEncoder:
-    """Encodes value sequences (in template field order) into data records."""
+    """Encodes value sequences (in template field order) into data records.
+
+    Text fields (variable-length, or fixed-width and NUL-padded as in NetFlow v9)
+    are encoded through a small per-field cache of finished bytes: HTTP methods,
+    versions, hosts, agents and content types repeat from record to record, and a
+    dictionary hit is far cheaper than encoding, measuring and prefixing again.
+    """
+
+    CACHE_ENTRIES = 1024  # per text field; a full cache is emptied, not grown
+    CACHED_MAX_BYTES = 256  # long, mostly unique values (paths, queries) are not kept
 
     def __init__(
         self,
@@ -183,34 +195,55 @@ class RecordEncoder:
         """`terminate_fixed_strings` keeps a NUL at the end of every fixed-width string, for
         collectors that read them as C strings (pmacct runs a full field into the next)."""
         self.template = template
-        self._terminate = terminate_fixed_strings
         self.truncations = truncations or TruncationCounter()
         max_lengths = max_lengths or {}
-        self._prepare: list[tuple[int, Callable[[object], object]]] = []
-        # plan entries: (struct, start, stop) for fixed runs, (None, start, stop) for varlen runs
-        self._plan: list[tuple[struct.Struct | None, int, int]] = []
+        fields = template.fields
+        self._count = len(fields)
         self._limits: list[int] = []
-        self._is_text: list[bool] = []
-        codes: list[str] = []
-        run_start = 0
-        for index, field in enumerate(template.fields):
+        self._widths: list[int | None] = []  # fixed width of a text field; None: varlen
+        self._is_string: list[bool] = []
+        for field in fields:
             element = field.element
-            self._limits.append(min(max_lengths.get(element.name, MAX_VARLEN), MAX_VARLEN))
-            self._is_text.append(element.data_type is DataType.STRING)
-            if field.is_variable_length:
-                if codes:
-                    self._plan.append((struct.Struct("!" + "".join(codes)), run_start, index))
-                    codes = []
-                if self._plan and self._plan[-1][0] is None:
-                    self._plan[-1] = (None, self._plan[-1][1], index + 1)
-                else:
-                    self._plan.append((None, index, index + 1))
-                run_start = index + 1
-                continue
-            codes.append(self._fixed_code(index, field))
-        if codes:
-            head = struct.Struct("!" + "".join(codes))
-            self._plan.append((head, run_start, len(template.fields)))
+            limit = min(max_lengths.get(element.name, MAX_VARLEN), MAX_VARLEN)
+            is_string = element.data_type is DataType.STRING
+            width = None
+            if element.data_type in TEXT_OR_OCTETS and not field.is_variable_length:
+                width = field.length
+                limit = min(limit, width - (is_string and terminate_fixed_strings))
+            self._limits.append(limit)
+            self._widths.append(width)
+            self._is_string.append(is_string)
+        self._prepare: list[tuple[int, Callable[[object], object]]] = []
+        # plan entries: (struct, start, stop) for runs of fixed non-text fields,
+        # (None, start, stop) for runs of text fields
+        self._plan: list[tuple[struct.Struct | None, int, int]] = []
+        codes: list[str] = []
+        for index, field in enumerate(fields):
+            text = field.element.data_type in TEXT_OR_OCTETS
+            kind = None if text else True
+            if not self._plan or (self._plan[-1][0] is None) != (kind is None):
+                if self._plan and self._plan[-1][0] is not None:
+                    self._close_run(codes)
+                self._plan.append((None, index, index + 1) if text
+                                  else (_PENDING, index, index + 1))
+            else:
+                self._plan[-1] = (self._plan[-1][0], self._plan[-1][1], index + 1)
+            if not text:
+                codes.append(self._fixed_code(index, field))
+        if self._plan and self._plan[-1][0] is not None:
+            self._close_run(codes)
+        self._caches: list[dict[object, bytes]] = [{} for _ in fields]
+        shape = [packer is None for packer, _, _ in self._plan]
+        self._split: int | None = None  # fields before it: one struct; after: all text
+        if shape in ([False, True], [True]):
+            self._split = self._plan[-1][1]
+            self._head = self._plan[0][0] if shape == [False, True] else None
+            self._tail_caches = self._caches[self._split:]
+
+    def _close_run(self, codes: list[str]) -> None:
+        _, start, stop = self._plan[-1]
+        self._plan[-1] = (struct.Struct("!" + "".join(codes)), start, stop)
+        codes.clear()
 
     def _fixed_code(self, index: int, field: TemplateField) -> str:
         element, length, data_type = field.element, field.length, field.element.data_type
@@ -221,7 +254,7 @@ class RecordEncoder:
                 return code
             self._prepare.append((index, _int_to_bytes(length, signed, element.name)))
             return f"{length}s"
-        if data_type in (DataType.DATE_TIME_MILLISECONDS,):
+        if data_type is DataType.DATE_TIME_MILLISECONDS:
             return "Q"
         if data_type is DataType.DATE_TIME_SECONDS:
             return "I"
@@ -237,65 +270,69 @@ class RecordEncoder:
             return f"{length}s"
         if data_type is DataType.MAC_ADDRESS:
             return "6s"
-        if data_type in TEXT_OR_OCTETS:  # fixed-length text: zero-padded by struct
-            is_string = data_type is DataType.STRING
-            limit = min(length - (is_string and self._terminate), self._limits[index])
-            self._prepare.append((index, self._fixed_text(data_type is DataType.STRING, limit)))
-            return f"{length}s"
         raise ValueError(f"{element.name}: cannot encode {data_type.name}")
-
-    def _fixed_text(self, is_text: bool, limit: int) -> Callable[[object], bytes]:
-        counter = self.truncations
-
-        def convert(value: object) -> bytes:
-            data = to_utf8(value) if isinstance(value, str) else bytes(value)  # type: ignore[call-overload]
-            if len(data) > limit:
-                counter.count += 1
-                return utf8_prefix(data, limit) if is_text else data[:limit]
-            return data
-
-        return convert
 
     def encode(self, values: Sequence[object], limits: Sequence[int] | None = None) -> bytes:
         """One data record; strings over their limit are cut at a character boundary."""
-        if len(values) != len(self.template.fields):
-            raise EncodeError(
-                f"template {self.template.template_id} has {len(self.template.fields)} fields, "
-                f"got {len(values)} values"
-            )
+        if len(values) != self._count:
+            raise EncodeError(f"template {self.template.template_id} has {self._count} fields, "
+                              f"got {len(values)} values")
         if self._prepare:
             values = list(values)
             for index, convert in self._prepare:
                 values[index] = convert(values[index])
-        limits = limits or self._limits
-        is_text = self._is_text
+        split = self._split
+        if split is not None and limits is None:  # the common shape, the hot path
+            tail: list[bytes] = list(map(dict.get, self._tail_caches, values[split:]))  # type: ignore[arg-type]
+            if not all(tail):  # a miss (None); cached values are never empty
+                for offset, part in enumerate(tail):
+                    if part is None:
+                        tail[offset] = self._text(split + offset, values[split + offset], None)
+            if self._head is None:
+                return b"".join(tail)
+            try:
+                return self._head.pack(*values[:split]) + b"".join(tail)
+            except struct.error as exc:
+                raise EncodeError(f"template {self.template.template_id}: {exc}") from None
         parts: list[bytes] = []
-        append = parts.append
         for packer, start, stop in self._plan:
-            if packer is not None:
-                try:
-                    append(packer.pack(*values[start:stop]))
-                except struct.error as exc:
-                    raise EncodeError(f"template {self.template.template_id}: {exc}") from None
+            if packer is None:
+                parts.extend(self._text(i, values[i], limits) for i in range(start, stop))
                 continue
-            for index in range(start, stop):
-                value = values[index]
-                if is_text[index]:
-                    data = to_utf8(value) if value else b""  # type: ignore[arg-type]
-                else:
-                    data = bytes(value) if value else b""  # type: ignore[call-overload]
-                size = len(data)
-                if size > limits[index]:
-                    self.truncations.count += 1
-                    limit = limits[index]
-                    data = utf8_prefix(data, limit) if is_text[index] else data[:limit]
-                    size = len(data)
-                if size < 255:
-                    append(_SHORT_PREFIX[size])
-                else:  # RFC 7011 §7: 255, then a 2-byte length
-                    append(b"\xff" + size.to_bytes(2, "big"))
-                append(data)
+            try:
+                parts.append(packer.pack(*values[start:stop]))
+            except struct.error as exc:
+                raise EncodeError(f"template {self.template.template_id}: {exc}") from None
         return b"".join(parts)
+
+    def _text(self, index: int, value: object, limits: Sequence[int] | None) -> bytes:
+        """A text field's final bytes: length prefix or padding included."""
+        if isinstance(value, str):
+            data = to_utf8(value)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+        elif value is None:
+            data = b""
+        else:
+            raise EncodeError(f"{self.template.fields[index].element.name}: not text: {value!r}")
+        limit = self._limits[index] if limits is None else limits[index]
+        truncated = len(data) > limit
+        if truncated:
+            self.truncations.count += 1
+            data = utf8_prefix(data, limit) if self._is_string[index] else data[:limit]
+        width = self._widths[index]
+        if width is not None:
+            out = data.ljust(width, b"\0")
+        elif len(data) < 255:
+            out = _SHORT_PREFIX[len(data)] + data
+        else:  # RFC 7011 §7: 255, then a 2-byte length
+            out = b"\xff" + len(data).to_bytes(2, "big") + data
+        if limits is None and not truncated and len(out) <= self.CACHED_MAX_BYTES:
+            cache = self._caches[index]
+            if len(cache) >= self.CACHE_ENTRIES:
+                cache.clear()
+            cache[value] = out
+        return out
 
     def encode_within(self, values: Sequence[object], budget: int) -> bytes:
         """Encode, cutting the longest variable-length fields until the record fits `budget`.
@@ -333,8 +370,10 @@ class RecordEncoder:
                 value = values[index]
                 if isinstance(value, str):
                     sizes[index] = len(to_utf8(value))
+                elif isinstance(value, bytes | bytearray | memoryview):
+                    sizes[index] = len(value)
                 else:
-                    sizes[index] = len(bytes(value)) if value else 0  # type: ignore[call-overload]
+                    sizes[index] = 0
         return sizes
 
 

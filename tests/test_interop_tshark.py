@@ -77,6 +77,14 @@ def http_flows(packets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for f in flows(packets) if "cflow.octets" in f]
 
 
+def paired(got: list[dict[str, Any]], records: list[HttpFlowRecord]
+           ) -> list[tuple[dict[str, Any], HttpFlowRecord]]:
+    """Flows matched to records by flowId: a message groups records by template."""
+    by_id = {int(flow["cflow.flow_id"]): flow for flow in got}
+    assert len(by_id) == len(got) == len(records)
+    return [(by_id[record.flow_id], record) for record in records]
+
+
 def check_common(flow: dict[str, Any], record: HttpFlowRecord) -> None:
     v6 = ":" in record.client_address
     assert flow["cflow.srcaddrv6" if v6 else "cflow.srcaddr"] == record.client_address
@@ -128,7 +136,7 @@ def test_tshark_decodes_ipfix_datagrams(tmp_path: Path) -> None:
     assert len(packets) == len(datagrams)
     got = http_flows(packets)
     assert len(got) == len(RECORDS)
-    for flow, record in zip(got, RECORDS, strict=True):
+    for flow, record in paired(got, RECORDS):
         check_common(flow, record)
         check_http(flow, record, DEFAULT_MAX_LENGTHS)
         assert flow["cflow.timedelta_tree"]["cflow.abstimestart"] == tshark_time(record.start_ms)
@@ -161,7 +169,7 @@ def test_tshark_decodes_netflow9_datagrams(tmp_path: Path) -> None:
     got = http_flows(tshark_json(*args))
     assert len(got) == len(RECORDS)
     widths = {name: width - 1 for name, width in session.config.netflow9_widths.items()}
-    for flow, record in zip(got, later, strict=True):
+    for flow, record in paired(got, later):
         check_common(flow, record)
         check_http(flow, record, widths)
         # FIRST/LAST_SWITCHED, relative to sysUpTime, are what v9-only collectors read
@@ -170,14 +178,16 @@ def test_tshark_decodes_netflow9_datagrams(tmp_path: Path) -> None:
 
 def test_tshark_opens_our_ipfix_file(tmp_path: Path) -> None:
     path = tmp_path / "flows.ipfix"
-    _, datagrams = run_session(RECORDS * 10, max_message_size=FILE_MAX_MESSAGE_SIZE)
+    many = [msgspec.structs.replace(r, flow_id=n * 100 + r.flow_id) for n in range(10)
+            for r in RECORDS]
+    _, datagrams = run_session(many, max_message_size=FILE_MAX_MESSAGE_SIZE)
     with IpfixFileWriter(path) as writer:
         for datagram in datagrams:
             writer.write(datagram.payload)
     assert tshark_problems("-r", str(path)) == ""
     got = http_flows(tshark_json("-r", str(path)))
-    assert len(got) == len(RECORDS) * 10
-    for flow, record in zip(got, RECORDS * 10, strict=True):
+    assert len(got) == len(many)
+    for flow, record in paired(got, many):
         check_common(flow, record)
         check_http(flow, record, DEFAULT_MAX_LENGTHS)
 

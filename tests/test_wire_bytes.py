@@ -175,13 +175,14 @@ def test_packer_never_exceeds_the_cap_and_never_splits_a_record() -> None:
     packer.close(0)
     messages = [m for m, _ in packer.take()]
     assert all(len(m) <= 100 for m in messages)
-    rebuilt = []
+    rebuilt: dict[int, list[bytes]] = {256: [], 257: [], 258: []}
     for message in messages:
         offset = 16
         while offset < len(message):
-            set_length = struct.unpack("!H", message[offset + 2: offset + 4])[0]
-            rebuilt.append(message[offset + 4: offset + set_length])
+            set_id, set_length = struct.unpack("!HH", message[offset: offset + 4])
+            rebuilt[set_id].append(message[offset + 4: offset + set_length])
             offset += set_length
-    assert b"".join(rebuilt) == b"".join(records)
+    for set_id, parts in rebuilt.items():  # in order within each set id
+        assert b"".join(parts) == b"".join(r for r in records if 256 + len(r) % 3 == set_id)
     with pytest.raises(ValueError):
         packer.add(256, b"x" * 81, is_data=True, now_ms=0)
