@@ -1,0 +1,580 @@
+"""flowexport: one IPFIX / NetFlow v9 flow record per HTTP exchange, from inside mitmproxy.
+
+    mitmdump -s addon/flowexport.py --set flowexport_collectors=127.0.0.1:4739
+
+Hooks take a cheap snapshot into an `HttpFlowRecord` and queue it; a background
+task (ipfix.exporter) encodes and sends in batches. Nothing here blocks the
+proxy or raises into it because of export.
+
+(No `from __future__ import annotations` here: mitmproxy loads scripts without
+registering them in sys.modules, and dataclasses then cannot resolve strings.)
+"""
+
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mitmproxy import ctx, exceptions, flowfilter, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.flow import Error
+from mitmproxy.proxy import mode_specs, server_hooks
+
+from ipfix.exporter import DEFAULT_COLLECTOR, CollectorSpec, Exporter, parse_collector
+from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
+from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
+from ipfix.session import SessionConfig
+
+logger = logging.getLogger(__name__)
+
+
+class Termination:
+    """httpTerminationStateCode values: stable, documented in the README."""
+
+    COMPLETED = 0
+    CLIENT_ABORTED = 1
+    UPSTREAM_CONNECT_FAILED = 2
+    UPSTREAM_TIMEOUT = 3
+    UPSTREAM_ABORTED = 4
+    KILLED_BY_PROXY = 5
+    REJECTED_BY_PROXY = 6
+    PROXY_ERROR = 7
+
+
+END_ACTIVE_TIMEOUT, END_OF_FLOW, END_FORCED = 2, 3, 4  # flowEndReason (IANA)
+COOKIE_MODES = ("off", "names", "hashed", "full")
+DEFAULT_REDACTED = ("token", "password", "passwd", "secret", "key", "auth", "session",
+                    "signature", "sig", "code")
+REDACTED = "REDACTED"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options parsed once in `configure`: reading ctx.options per flow deep-copies."""
+
+    collectors: tuple[CollectorSpec, ...]
+    session: SessionConfig
+    queue_size: int
+    active_timeout_ms: int
+    sampling: int
+    flow_filter: flowfilter.TFilter | None
+    cookies: str
+    hash_key: bytes
+    redact: frozenset[str]
+    tcp_timeout_ms: int
+    reverse_without_host: bool
+
+
+@dataclass
+class _LongLived:
+    """A WebSocket or streamed exchange: exported at every active timeout, then at its end."""
+
+    flow: http.HTTPFlow
+    last_export_ms: int
+    uploaded: int = 0  # body / message bytes so far
+    downloaded: int = 0
+    exported_up: int = 0  # what earlier records already counted
+    exported_down: int = 0
+    head_exported: bool = False
+
+
+def _ms(timestamp: float | None) -> int:
+    return int(timestamp * 1000) if timestamp else 0
+
+
+def _endpoint(address: Any) -> tuple[str, int]:
+    """(host, port) with IPv4-mapped IPv6 unwrapped and any zone id dropped."""
+    if not address:
+        return "", 0
+    host, port = address[0], address[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host.partition("%")[0], port
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")  # invalid bytes become U+FFFD
+
+
+# request header (lower-case) -> HttpFlowRecord attribute
+_REQUEST_HEADERS = {b"host": "host", b"user-agent": "user_agent", b"content-type": "content_type",
+                    b"referer": "referrer", b"x-forwarded-for": "x_forwarded_for",
+                    b"cookie": "cookie"}
+
+
+def redact_query(query: str, names: frozenset[str]) -> str:
+    """Replace values of sensitive parameters; a name matches whole or as a _ - . part."""
+    if not names or not query:
+        return query
+    parts = query.split("&")
+    changed = False
+    for index, part in enumerate(parts):
+        name, sep, _ = part.partition("=")
+        lowered = name.lower()
+        if lowered in names or (sep and any(
+                word in names for word in lowered.replace("-", "_").replace(".", "_").split("_"))):
+            parts[index] = f"{name}={REDACTED}"
+            changed = True
+    return "&".join(parts) if changed else query
+
+
+def cookie_value(header: str, mode: str, key: bytes) -> str:
+    """The Cookie header as the privacy mode allows: nothing, names, keyed hashes, or all."""
+    if mode == "off" or not header:
+        return ""
+    if mode == "full":
+        return header
+    out = []
+    for pair in header.split(";"):
+        name, _, value = pair.strip().partition("=")
+        if mode == "names":
+            out.append(name)
+        else:
+            digest = hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
+            out.append(f"{name}={digest}")
+    return "; ".join(out)
+
+
+def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> HttpFlowRecord:
+    """The record of an HTTP exchange as it stands now (pure: reads the flow only)."""
+    request = flow.request
+    data = request.data
+    values: dict[str, str] = {}
+    head = len(data.method) + len(data.path) + len(data.http_version) + 4  # request line
+    for name, value in data.headers.fields:
+        head += len(name) + len(value) + 4
+        attribute = _REQUEST_HEADERS.get(name.lower())
+        if attribute is not None and attribute not in values:
+            values[attribute] = _text(value)
+    head += 2
+    client = flow.client_conn
+    host = _text(data.authority) if data.authority else values.get("host", "")
+    if settings.reverse_without_host and client.sni:
+        host = client.sni  # mitmproxy rewrote Host to the upstream; SNI is what the client asked
+    target, _, query = _text(data.path).partition("?")
+    uploaded = len(data.content) if data.content is not None else 0
+    client_host, client_port = _endpoint(client.peername)
+    proxy_host, proxy_port = _endpoint(client.sockname)
+    upstream_host, upstream_port = _endpoint(flow.server_conn.peername)
+    record = HttpFlowRecord(
+        flow_id=int(flow.id.replace("-", "")[:16], 16),
+        start_ms=_ms(request.timestamp_start),
+        end_ms=now_ms,
+        client_address=client_host or "0.0.0.0",
+        proxy_address=proxy_host or ("::" if ":" in client_host else "0.0.0.0"),
+        upstream_address=upstream_host,
+        client_port=client_port, proxy_port=proxy_port, upstream_port=upstream_port,
+        protocol=17 if request.is_http3 else 6,
+        initiator_octets=head + uploaded,
+        uploaded_bytes=uploaded,
+        method=_text(data.method),
+        host=host,
+        target=target,
+        query=redact_query(query, settings.redact),
+        version=_text(data.http_version),
+        user_agent=values.get("user_agent", ""),
+        content_type=values.get("content_type", ""),
+        referrer=values.get("referrer", ""),
+        x_forwarded_for=values.get("x_forwarded_for", ""),
+        cookie=cookie_value(values.get("cookie", ""), settings.cookies, settings.hash_key),
+        tls_server_name=client.sni or "",
+        tls_version=client.tls_version or "",
+    )
+    response = flow.response
+    if response is not None:
+        rdata = response.data
+        head = len(rdata.http_version) + len(rdata.reason) + 7
+        content_type = ""
+        for name, value in rdata.headers.fields:
+            head += len(name) + len(value) + 4
+            if not content_type and name.lower() == b"content-type":
+                content_type = _text(value)
+        downloaded = len(rdata.content) if rdata.content is not None else 0
+        record.status_code = response.status_code
+        record.reason = _text(rdata.reason)
+        record.response_content_type = content_type
+        record.downloaded_bytes = downloaded
+        record.responder_octets = head + 2 + downloaded
+        record.end_ms = _ms(response.timestamp_end) or now_ms
+        if response.timestamp_start and request.timestamp_end:
+            record.upstream_ttfb_ms = max(
+                _ms(response.timestamp_start) - _ms(request.timestamp_end), 0)
+    record.octets = record.initiator_octets + record.responder_octets
+    return record
+
+
+def termination_of(flow: http.HTTPFlow, error: Error | None, now_ms: int,
+                   tcp_timeout_ms: int) -> int:
+    """How an exchange ended, from the error mitmproxy recorded and the connection state."""
+    if error is None:
+        return Termination.COMPLETED
+    message = error.msg
+    if message == Error.KILLED_MESSAGE:
+        return Termination.KILLED_BY_PROXY
+    if "body_size_limit" in message:
+        return (Termination.REJECTED_BY_PROXY if message.startswith("Request")
+                else Termination.KILLED_BY_PROXY)
+    if ("from client, refusing" in message or message.startswith("Invalid request")
+            or "HTTP CONNECT request even though" in message
+            or "no host header" in message):
+        return Termination.REJECTED_BY_PROXY
+    if message == "Client disconnected.":
+        # the same words for a client that went away and for mitmproxy closing an idle
+        # connection (tcp_timeout) while the upstream kept silent
+        started = _ms(flow.request.timestamp_end or flow.request.timestamp_start)
+        if flow.response is None and started and now_ms - started >= tcp_timeout_ms - 1000:
+            return Termination.UPSTREAM_TIMEOUT
+        return Termination.CLIENT_ABORTED
+    server = flow.server_conn
+    if server.peername is None or (server.tls and not server.timestamp_tls_setup):
+        return Termination.UPSTREAM_CONNECT_FAILED
+    if "from server, refusing" in message or server.timestamp_start:
+        return Termination.UPSTREAM_ABORTED
+    return Termination.PROXY_ERROR
+
+
+class FlowExport:
+    """The addon: options, hooks, and the hand-over to the exporter."""
+
+    def __init__(self) -> None:
+        self.settings: Settings | None = None
+        self.exporter: Exporter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._long: dict[str, _LongLived] = {}
+        self._clients_with_flows: dict[str, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        add = loader.add_option
+        add("flowexport_collectors", Sequence[str], [DEFAULT_COLLECTOR],
+            "Where to export: HOST:PORT or ipfix://HOST:PORT (IPFIX over UDP), "
+            "netflow9://HOST:PORT (NetFlow v9 over UDP), file:PATH (an IPFIX file). "
+            "IPv6 hosts in brackets. Repeat for several.")
+        add("flowexport_observation_domain_id", int, 1,
+            "IPFIX observation domain id (NetFlow v9 source id); distinct per proxy process.")
+        add("flowexport_enterprise_number", int, DEFAULT_ENTERPRISE_NUMBER,
+            "Enterprise number of the HTTP elements that IANA does not define.")
+        add("flowexport_max_datagram", int, 1400, "Largest datagram sent, in bytes.")
+        add("flowexport_flush_interval_ms", int, 200,
+            "Longest a record waits for a datagram to fill up.")
+        add("flowexport_queue_size", int, 16384,
+            "Records waiting for export; beyond this they are dropped and counted.")
+        add("flowexport_template_refresh_s", int, 30, "Re-send templates this often.")
+        add("flowexport_template_refresh_messages", int, 100,
+            "Also re-send templates after this many messages.")
+        add("flowexport_statistics_interval_s", int, 60,
+            "Log a statistics line and export statistics records this often.")
+        add("flowexport_active_timeout_s", int, 60,
+            "Export interim records of WebSocket and streamed exchanges this often.")
+        add("flowexport_filter", str, "",
+            "mitmproxy filter expression: export only the flows it matches.")
+        add("flowexport_sampling", int, 1, "Export one flow in N (1: every flow).")
+        add("flowexport_max_lengths", Sequence[str], [],
+            "Per-field limits in bytes, as ELEMENT=N (e.g. httpRequestTarget=2048).")
+        add("flowexport_netflow9_widths", Sequence[str], [],
+            "Fixed NetFlow v9 string widths, as ELEMENT=N (e.g. httpRequestHost=96).")
+        add("flowexport_netflow9_private_fields", bool, True,
+            "Send our enterprise elements in NetFlow v9 as field types 32768+id "
+            "(some decoders misread types above 32767).")
+        add("flowexport_netflow9_private_base", int, 32768,
+            "NetFlow v9 field type of enterprise element 0.")
+        add("flowexport_cookies", str, "off", "Cookie export: off, names, hashed or full.")
+        add("flowexport_hash_key", str, "",
+            "Key of the HMAC-SHA256 used for hashed cookies (set your own secret).")
+        add("flowexport_redact_query", Sequence[str], list(DEFAULT_REDACTED),
+            "Query parameters whose values are replaced by REDACTED.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not any(name.startswith("flowexport_") or name in ("tcp_timeout", "mode",
+                   "keep_host_header") for name in updated):
+            return
+        settings = self._parse_options()
+        previous, self.settings = self.settings, settings
+        if self.exporter is not None and previous is not None and (
+                previous.collectors != settings.collectors or previous.session != settings.session
+                or previous.queue_size != settings.queue_size):
+            self._stop_exporter()  # new destinations or framing: a fresh exporter
+            self._start_exporter()
+
+    def running(self) -> None:
+        if self.exporter is None:
+            self._start_exporter()
+
+    def done(self) -> None:
+        """Flush everything, synchronously; later records (flows failing at shutdown) still go."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for entry in list(self._long.values()):  # still open: their end is forced
+            self._export_final(entry.flow, entry.flow.error, forced=True)
+        if self.exporter is not None:
+            self.exporter.close()
+            logger.info(self.exporter.statistics_line())
+        self._task = None
+
+    # -- HTTP hooks -----------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        client = flow.client_conn.id
+        self._clients_with_flows[client] = self._clients_with_flows.get(client, 0) + 1
+        if flow.request.stream:
+            self._count_stream(flow, request=True)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and flow.response.stream:
+            self._count_stream(flow, request=False)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and flow.response.status_code == 101:
+            self._track(flow)  # a WebSocket (or other upgrade): its end makes the record
+            return
+        self._export_final(flow, None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._export_final(flow, flow.error)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        entry = self._long.get(flow.id)
+        if entry is None or flow.websocket is None or not flow.websocket.messages:
+            return
+        message = flow.websocket.messages[-1]
+        if message.from_client:
+            entry.uploaded += len(message.content)
+        else:
+            entry.downloaded += len(message.content)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self._export_final(flow, flow.error)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Eager connects (reverse mode) fail before any HTTP flow exists: record the attempt."""
+        if self._clients_with_flows.get(data.client.id) or self.settings is None:
+            return
+        client_host, client_port = _endpoint(data.client.peername)
+        proxy_host, proxy_port = _endpoint(data.client.sockname)
+        now = _now_ms()
+        record = HttpFlowRecord(
+            flow_id=int(data.client.id.replace("-", "")[:16], 16),
+            start_ms=_ms(data.client.timestamp_start) or now, end_ms=now,
+            client_address=client_host or "0.0.0.0",
+            proxy_address=proxy_host or ("::" if ":" in client_host else "0.0.0.0"),
+            client_port=client_port, proxy_port=proxy_port,
+            flow_end_reason=END_FORCED, termination_state=Termination.UPSTREAM_CONNECT_FAILED,
+            tls_server_name=data.client.sni or "", tls_version=data.client.tls_version or "")
+        self._submit(record, None)
+
+    def client_disconnected(self, client: Any) -> None:
+        self._clients_with_flows.pop(client.id, None)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _wanted(self, flow: http.HTTPFlow, settings: Settings) -> bool:
+        if settings.sampling > 1 and int(flow.id[:8], 16) % settings.sampling:
+            return False
+        return settings.flow_filter is None or bool(settings.flow_filter(flow))
+
+    def _export_final(self, flow: http.HTTPFlow, error: Error | None, *,
+                      forced: bool = False) -> None:
+        settings = self.settings
+        entry = self._long.pop(flow.id, None)
+        if settings is None or (entry is None and flow.websocket is not None
+                                and flow.response is not None
+                                and flow.response.status_code == 101):
+            return  # the final record of this upgrade went out already
+        if not self._wanted(flow, settings):
+            return
+        now = _now_ms()
+        record = record_from_flow(flow, settings, now)
+        if entry is not None:
+            self._apply_long_counters(record, entry)
+        if error is not None:
+            record.termination_state = termination_of(flow, error, now, settings.tcp_timeout_ms)
+            record.flow_end_reason = END_FORCED
+        elif forced:
+            record.flow_end_reason = END_FORCED
+            record.termination_state = Termination.PROXY_ERROR
+        self._submit(record, flow)
+
+    def _submit(self, record: HttpFlowRecord, flow: http.HTTPFlow | None) -> None:
+        if self.exporter is not None:
+            self.exporter.submit((record, flow))
+
+    def _finalize(self, item: tuple[HttpFlowRecord, http.HTTPFlow | None]
+                  ) -> HttpFlowRecord | None:
+        """At export time, after every addon ran: did something kill or abort a 'completed' flow?"""
+        record, flow = item
+        if flow is not None and record.termination_state == Termination.COMPLETED \
+                and flow.error is not None and self.settings is not None:
+            record.termination_state = termination_of(flow, flow.error, record.end_ms,
+                                                       self.settings.tcp_timeout_ms)
+            if record.termination_state != Termination.COMPLETED:
+                record.flow_end_reason = END_FORCED
+        return record
+
+    def _track(self, flow: http.HTTPFlow) -> _LongLived:
+        entry = self._long.get(flow.id)
+        if entry is None:
+            entry = self._long[flow.id] = _LongLived(flow, _now_ms())
+        return entry
+
+    def _count_stream(self, flow: http.HTTPFlow, *, request: bool) -> None:
+        entry = self._track(flow)
+        message = flow.request if request else flow.response
+        assert message is not None
+        inner = message.stream
+
+        def count(chunk: bytes) -> Any:
+            if request:
+                entry.uploaded += len(chunk)
+            else:
+                entry.downloaded += len(chunk)
+            return inner(chunk) if callable(inner) else chunk
+
+        message.stream = count
+
+    @staticmethod
+    def _apply_long_counters(record: HttpFlowRecord, entry: _LongLived) -> None:
+        """Counters of a long-lived exchange are deltas: bytes since its previous record."""
+        request_head = record.initiator_octets - record.uploaded_bytes
+        response_head = record.responder_octets - record.downloaded_bytes
+        up = record.uploaded_bytes + entry.uploaded - entry.exported_up
+        down = record.downloaded_bytes + entry.downloaded - entry.exported_down
+        first = not entry.head_exported
+        record.uploaded_bytes, record.downloaded_bytes = up, down
+        record.initiator_octets = up + (request_head if first else 0)
+        record.responder_octets = down + (response_head if first else 0)
+        record.octets = record.initiator_octets + record.responder_octets
+        entry.exported_up += up
+        entry.exported_down += down
+        entry.head_exported = True
+
+    def _tick(self) -> None:
+        """Interim records of long-lived exchanges; re-arms itself every second."""
+        self._timer = None
+        settings = self.settings
+        if settings is None or self.exporter is None:
+            return
+        now = _now_ms()
+        try:
+            for entry in list(self._long.values()):
+                if now - entry.last_export_ms < settings.active_timeout_ms:
+                    continue
+                entry.last_export_ms = now
+                if not self._wanted(entry.flow, settings):
+                    continue
+                record = record_from_flow(entry.flow, settings, now)
+                self._apply_long_counters(record, entry)
+                record.flow_end_reason = END_ACTIVE_TIMEOUT
+                record.end_ms = now
+                self._submit(record, None)
+        finally:
+            self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
+
+    def _start_exporter(self) -> None:
+        settings = self.settings
+        if settings is None:
+            return
+        self.exporter = Exporter(settings.collectors, settings.session,
+                                 queue_size=settings.queue_size, prepare=self._finalize)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # configure before the loop runs: `running` starts it
+            return
+        self._task = self.exporter.start()
+        if self._timer is None:
+            self._timer = loop.call_later(1.0, self._tick)
+
+    def _stop_exporter(self) -> None:
+        if self.exporter is not None:
+            self.exporter.close()
+            self.exporter.shutdown()
+        self.exporter = None
+        self._task = None
+
+    def _parse_options(self) -> Settings:
+        options = ctx.options
+        try:
+            collectors = tuple(parse_collector(c) for c in options.flowexport_collectors)
+        except ValueError as exc:
+            raise exceptions.OptionsError(f"flowexport_collectors: {exc}") from None
+        if not collectors:
+            raise exceptions.OptionsError("flowexport_collectors: give at least one collector")
+        cookies = options.flowexport_cookies
+        if cookies not in COOKIE_MODES:
+            raise exceptions.OptionsError(
+                f"flowexport_cookies: {cookies!r} is not one of {', '.join(COOKIE_MODES)}")
+        flow_filter = None
+        if options.flowexport_filter:
+            try:
+                flow_filter = flowfilter.parse(options.flowexport_filter)
+            except ValueError as exc:
+                raise exceptions.OptionsError(
+                    f"flowexport_filter: {options.flowexport_filter!r}: {exc}") from None
+        positive = {"flowexport_max_datagram": 1, "flowexport_flush_interval_ms": 1,
+                    "flowexport_queue_size": 1, "flowexport_template_refresh_s": 1,
+                    "flowexport_template_refresh_messages": 1,
+                    "flowexport_statistics_interval_s": 1, "flowexport_active_timeout_s": 1,
+                    "flowexport_sampling": 1}
+        for name, minimum in positive.items():
+            if getattr(options, name) < minimum:
+                raise exceptions.OptionsError(
+                    f"{name}: {getattr(options, name)!r} must be at least {minimum}")
+        max_lengths = dict(DEFAULT_MAX_LENGTHS)
+        max_lengths.update(_name_values("flowexport_max_lengths", options.flowexport_max_lengths))
+        widths = dict(DEFAULT_V9_WIDTHS)
+        widths.update(_name_values("flowexport_netflow9_widths",
+                                   options.flowexport_netflow9_widths))
+        try:
+            session = SessionConfig(
+                observation_domain_id=options.flowexport_observation_domain_id,
+                enterprise_number=options.flowexport_enterprise_number,
+                max_message_size=options.flowexport_max_datagram,
+                flush_interval_ms=options.flowexport_flush_interval_ms,
+                template_refresh_ms=options.flowexport_template_refresh_s * 1000,
+                template_refresh_messages=options.flowexport_template_refresh_messages,
+                statistics_interval_ms=options.flowexport_statistics_interval_s * 1000,
+                max_lengths=max_lengths, netflow9_widths=widths,
+                netflow9_private_base=options.flowexport_netflow9_private_base,
+                netflow9_enterprise_fields=options.flowexport_netflow9_private_fields)
+            for spec in collectors:  # builds templates: refuses sizes and widths that cannot work
+                Exporter([spec], session)
+        except ValueError as exc:
+            raise exceptions.OptionsError(f"flowexport: {exc}") from None
+        reverse = any(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode)
+                      for m in options.mode)
+        if reverse and not options.keep_host_header:
+            logger.info("flowexport: reverse mode rewrites Host before addons see it; "
+                        "httpRequestHost shows the TLS SNI if there is one, else the upstream. "
+                        "Set keep_host_header=true to export the Host the client sent.")
+        return Settings(
+            collectors=collectors, session=session, queue_size=options.flowexport_queue_size,
+            active_timeout_ms=options.flowexport_active_timeout_s * 1000,
+            sampling=options.flowexport_sampling, flow_filter=flow_filter, cookies=cookies,
+            hash_key=options.flowexport_hash_key.encode(),
+            redact=frozenset(n.lower() for n in options.flowexport_redact_query),
+            tcp_timeout_ms=options.tcp_timeout * 1000,
+            reverse_without_host=reverse and not options.keep_host_header)
+
+
+def _name_values(option: str, entries: Sequence[str]) -> dict[str, int]:
+    out = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep or not value.strip().isdigit() or int(value) <= 0:
+            raise exceptions.OptionsError(f"{option}: expected ELEMENT=N, got {entry!r}")
+        out[name.strip()] = int(value)
+    return out
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+addons = [FlowExport()]

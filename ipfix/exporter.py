@@ -1,0 +1,375 @@
+"""The asyncio side of exporting: a bounded queue, one background task, one socket per collector.
+
+Producers (mitmproxy hooks) call `submit`, which never blocks and never raises:
+a full queue drops the record and counts it. The background task drains the
+queue in batches into one `ExportSession` per collector and sends what they
+produce. Send failures are counted, logged at a limited rate and never
+propagate. After `close()` the exporter works synchronously, so records of
+flows that end during shutdown still go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from .errors import EncodeError
+from .filewriter import FILE_MAX_MESSAGE_SIZE, IpfixFileWriter
+from .http import HttpFlowRecord
+from .session import Datagram, ExportFormat, ExportSession, SessionConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTOR = "127.0.0.1:4739"
+RESOLVE_RETRY_MS = 30_000
+PROBE_INTERVAL_MS = 1_000  # while a collector refuses, send one datagram a second to see
+LOG_INTERVAL_MS = 10_000  # at most one error line per collector in this time
+
+
+class CollectorKind(StrEnum):
+    IPFIX = "ipfix"
+    NETFLOW9 = "netflow9"
+    FILE = "file"
+
+
+class CollectorSpec(msgspec.Struct, frozen=True):
+    """Where one stream goes: `HOST:PORT`, `ipfix://HOST:PORT`, `netflow9://HOST:PORT`, `file:PATH`."""
+
+    kind: CollectorKind
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def format(self) -> ExportFormat:
+        return ExportFormat.NETFLOW9 if self.kind is CollectorKind.NETFLOW9 else ExportFormat.IPFIX
+
+    def __str__(self) -> str:
+        if self.kind is CollectorKind.FILE:
+            return f"file:{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.kind}://{host}:{self.port}"
+
+
+def parse_collector(text: str) -> CollectorSpec:
+    """Parse one collector entry; ValueError says what is wrong with it."""
+    entry = text.strip()
+    if entry.startswith("file:"):
+        path = entry[len("file:"):]
+        if not path:
+            raise ValueError(f"{text!r}: file: needs a path")
+        return CollectorSpec(CollectorKind.FILE, path=path)
+    kind = CollectorKind.IPFIX
+    scheme, sep, rest = entry.partition("://")
+    if sep:
+        try:
+            kind = CollectorKind(scheme.lower())
+        except ValueError:
+            raise ValueError(f"{text!r}: unknown scheme {scheme!r} "
+                             "(use ipfix://, netflow9:// or file:)") from None
+        if kind is CollectorKind.FILE:
+            raise ValueError(f"{text!r}: write files as file:PATH")
+        entry = rest
+    host, sep, port = entry.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: expected HOST:PORT")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"{text!r}: unclosed [ in IPv6 address")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: put an IPv6 address in brackets, e.g. [::1]:4739")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    return CollectorSpec(kind, host, int(port))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ExporterStatistics(msgspec.Struct, kw_only=True):
+    """What the log's statistics line reports, summed over collectors."""
+
+    records: int = 0  # records handed to the exporter
+    exported: int = 0  # flow records sent, per collector, summed
+    datagrams: int = 0
+    octets: int = 0
+    dropped: int = 0  # queue full: never reached any collector
+    encode_errors: int = 0
+    send_errors: int = 0
+    truncations: int = 0
+    max_flush_ms: float = 0.0
+
+
+class _Target:
+    """One collector: its session and its socket (or file), and its health."""
+
+    def __init__(self, spec: CollectorSpec, config: SessionConfig, now: int) -> None:
+        self.spec = spec
+        if spec.kind is CollectorKind.FILE:
+            config = msgspec.structs.replace(config, max_message_size=FILE_MAX_MESSAGE_SIZE)
+        self.session = ExportSession(msgspec.structs.replace(config, format=spec.format), now)
+        self.sock: socket.socket | None = None
+        self.writer: IpfixFileWriter | None = None
+        self.resolve_after = 0
+        self.down_until: int | None = None  # refused: send only probes until then
+        self.last_log = -LOG_INTERVAL_MS
+        self.suppressed = 0
+        self.send_errors = 0
+
+
+class Exporter:
+    """Exports HttpFlowRecords to several collectors from one background task."""
+
+    def __init__(
+        self,
+        collectors: Sequence[CollectorSpec],
+        config: SessionConfig,
+        *,
+        queue_size: int = 16_384,
+        prepare: Callable[[Any], HttpFlowRecord | None] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        """`prepare` turns a queued item into a record at export time (default: the item is
+        the record); the addon uses it to see how a flow ended after every hook ran."""
+        if queue_size <= 0:
+            raise ValueError(f"queue size must be positive, not {queue_size}")
+        self._clock = clock
+        start = clock()
+        self._targets = [_Target(spec, config, start) for spec in collectors]
+        self._queue: deque[Any] = deque()
+        self._queue_size = queue_size
+        self._prepare = prepare
+        self.statistics = ExporterStatistics()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._statistics_interval_ms = config.statistics_interval_ms
+        self._next_log = start + config.statistics_interval_ms
+
+    # -- producer side: called from hooks -------------------------------------------------
+
+    def submit(self, item: Any) -> bool:
+        """Queue a record (or an item for `prepare`); False when the queue was full."""
+        self.statistics.records += 1
+        if self._closed:  # shutting down: no task any more, export right away
+            self._export_now([item])
+            return True
+        if len(self._queue) >= self._queue_size:
+            self.statistics.dropped += 1
+            now = self._clock()
+            for target in self._targets:
+                target.session.count_not_sent(1, now)
+            return False
+        self._queue.append(item)
+        if self._wakeup is not None and len(self._queue) == 1:
+            self._wakeup.set()
+        return True
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the background task on the running loop; the caller keeps the reference."""
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="flowexport")
+        return self._task
+
+    def close(self) -> None:
+        """Stop the task, export everything queued and flush every session, synchronously."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._closed = True
+        now = self._clock()
+        self._resolve_blocking_literals()
+        self._drain(now)
+        for target in self._targets:
+            self._send(target, target.session.flush_with_statistics(now), now)
+            if target.writer is not None:
+                target.writer.flush()
+
+    def shutdown(self) -> None:
+        """Close sockets and files (after `close`, when no more records can come)."""
+        for target in self._targets:
+            if target.sock is not None:
+                target.sock.close()
+                target.sock = None
+            if target.writer is not None:
+                target.writer.close()
+                target.writer = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- the background task --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self._clock()
+            await self._resolve(loop, now)
+            started = time.perf_counter()
+            self._drain(now)
+            for target in self._targets:
+                self._send(target, target.session.poll(now), now)
+            flush_ms = (time.perf_counter() - started) * 1000
+            self.statistics.max_flush_ms = max(self.statistics.max_flush_ms, flush_ms)
+            if now >= self._next_log:
+                self._next_log = now + self._statistics_interval_ms
+                logger.info(self.statistics_line())
+            if self._queue:
+                await asyncio.sleep(0)  # let the proxy run between batches
+                continue
+            self._wakeup.clear()
+            deadline = min([t.session.next_deadline() for t in self._targets] + [self._next_log])
+            delay = max(deadline - self._clock(), 0) / 1000
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+            except TimeoutError:
+                pass
+
+    def _drain(self, now: int) -> None:
+        while self._queue:
+            batch = list(self._queue)
+            self._queue.clear()
+            self._export_now(batch, now)
+
+    def _export_now(self, items: list[Any], now: int | None = None) -> None:
+        now = self._clock() if now is None else now
+        prepare = self._prepare
+        for item in items:
+            try:
+                record = prepare(item) if prepare is not None else item
+            except Exception:  # a bug in prepare must not stop export of the rest
+                logger.exception("flowexport: could not build a record")
+                self.statistics.encode_errors += 1
+                continue
+            if record is None:
+                continue
+            for target in self._targets:
+                try:
+                    target.session.add(record, now)
+                except EncodeError as exc:
+                    self.statistics.encode_errors += 1
+                    target.session.count_not_sent(1, now)
+                    self._log(target, now, f"record not encodable: {exc}")
+        for target in self._targets:
+            if self._closed:
+                self._send(target, target.session.flush(now), now)
+            else:
+                self._send(target, target.session.poll(now), now)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def _resolve(self, loop: asyncio.AbstractEventLoop, now: int) -> None:
+        for target in self._targets:
+            spec = target.spec
+            if target.sock is not None or target.writer is not None or now < target.resolve_after:
+                continue
+            if spec.kind is CollectorKind.FILE:
+                try:
+                    target.writer = IpfixFileWriter(spec.path)
+                except OSError as exc:
+                    target.resolve_after = now + RESOLVE_RETRY_MS
+                    self._log(target, now, f"cannot open: {exc}")
+                continue
+            try:
+                infos = await loop.getaddrinfo(spec.host, spec.port, type=socket.SOCK_DGRAM)
+                self._connect(target, infos[0])
+            except OSError as exc:
+                target.resolve_after = now + RESOLVE_RETRY_MS
+                self._log(target, now, f"cannot resolve or connect: {exc}")
+
+    def _resolve_blocking_literals(self) -> None:
+        """At shutdown, without a loop: connect targets whose host is an IP literal."""
+        for target in self._targets:
+            if target.sock is None and target.spec.kind is not CollectorKind.FILE:
+                try:
+                    infos = socket.getaddrinfo(target.spec.host, target.spec.port,
+                                               type=socket.SOCK_DGRAM,
+                                               flags=socket.AI_NUMERICHOST)
+                    self._connect(target, infos[0])
+                except OSError:
+                    pass
+            if target.writer is None and target.spec.kind is CollectorKind.FILE:
+                try:
+                    target.writer = IpfixFileWriter(target.spec.path)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _connect(target: _Target, info: tuple[Any, ...]) -> None:
+        family, kind, proto, _, address = info
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.connect(address)  # fixes the source port: collectors key templates on it
+        target.sock = sock
+
+    def _send(self, target: _Target, datagrams: list[Datagram], now: int) -> None:
+        if not datagrams:
+            return
+        stats = self.statistics
+        session = target.session
+        for datagram in datagrams:
+            if target.writer is not None:
+                try:
+                    target.writer.write(datagram.payload)
+                except OSError as exc:
+                    self._failed(target, datagram, now, f"write failed: {exc}")
+                    continue
+            elif target.sock is None:
+                self._failed(target, datagram, now, "not connected yet")
+                continue
+            elif target.down_until is not None and now < target.down_until:
+                self._failed(target, datagram, now, None)
+                continue
+            else:
+                try:
+                    target.sock.send(datagram.payload)
+                except OSError as exc:  # ICMP port unreachable shows up here, on a later send
+                    target.down_until = now + PROBE_INTERVAL_MS
+                    self._failed(target, datagram, now, f"send failed: {exc}")
+                    continue
+                if target.down_until is not None:
+                    target.down_until = None
+                    session.request_templates()  # it came back: teach it our templates again
+                    logger.info(f"flowexport: collector {target.spec} reachable again")
+            stats.datagrams += 1
+            stats.octets += len(datagram.payload)
+            stats.exported += datagram.flow_records
+
+    def _failed(self, target: _Target, datagram: Datagram, now: int, reason: str | None) -> None:
+        self.statistics.send_errors += 1
+        target.send_errors += 1
+        target.session.count_send_failure(datagram, now)
+        if reason is not None:
+            self._log(target, now, reason)
+
+    def _log(self, target: _Target, now: int, message: str) -> None:
+        if now - target.last_log < LOG_INTERVAL_MS:
+            target.suppressed += 1
+            return
+        more = f" ({target.suppressed} similar suppressed)" if target.suppressed else ""
+        logger.warning(f"flowexport: collector {target.spec}: {message}{more}")
+        target.last_log = now
+        target.suppressed = 0
+
+    def statistics_line(self) -> str:
+        stats = self.statistics
+        stats.truncations = sum(t.session.truncations.count for t in self._targets)
+        return (f"flowexport: {stats.records} records, {stats.exported} exported, "
+                f"{stats.datagrams} datagrams, {stats.octets} bytes, {stats.dropped} dropped, "
+                f"{stats.encode_errors} unencodable, {stats.send_errors} send errors, "
+                f"{stats.truncations} truncated fields, max flush {stats.max_flush_ms:.1f} ms, "
+                f"{len(self._queue)} queued")
