@@ -297,15 +297,20 @@ class FlowExport:
             return
         settings = self._parse_options()
         previous, self.settings = self.settings, settings
-        if self.exporter is not None and previous is not None and (
+        if self.exporter is None:
+            self._start_exporter()  # queues from now on; the task starts in `running`
+        elif previous is not None and (
                 previous.collectors != settings.collectors or previous.session != settings.session
                 or previous.queue_size != settings.queue_size):
             self._stop_exporter()  # new destinations or framing: a fresh exporter
             self._start_exporter()
 
     def running(self) -> None:
-        if self.exporter is None:
-            self._start_exporter()
+        """Proxy servers may accept connections before this: records wait in the queue."""
+        if self.exporter is not None and self._task is None:
+            self._task = self.exporter.start()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)
 
     def done(self) -> None:
         """Flush everything, synchronously; later records (flows failing at shutdown) still go."""
@@ -483,20 +488,15 @@ class FlowExport:
             return
         self.exporter = Exporter(settings.collectors, settings.session,
                                  queue_size=settings.queue_size, prepare=self._finalize)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # configure before the loop runs: `running` starts it
-            return
-        self._task = self.exporter.start()
-        if self._timer is None:
-            self._timer = loop.call_later(1.0, self._tick)
+        if self._task is not None:  # re-configured while running: start right away
+            self._task = self.exporter.start()
 
     def _stop_exporter(self) -> None:
+        """Flush and close the current exporter; `_task` stays set if one was running."""
         if self.exporter is not None:
             self.exporter.close()
             self.exporter.shutdown()
         self.exporter = None
-        self._task = None
 
     def _parse_options(self) -> Settings:
         options = ctx.options

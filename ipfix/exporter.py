@@ -180,6 +180,8 @@ class Exporter:
     def start(self) -> asyncio.Task[None]:
         """Start the background task on the running loop; the caller keeps the reference."""
         self._wakeup = asyncio.Event()
+        if self._queue:  # records queued before the loop ran
+            self._wakeup.set()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="flowexport")
         return self._task
 
