@@ -11,6 +11,7 @@ flows that end during shutdown still go out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -41,7 +42,7 @@ class CollectorKind(StrEnum):
 
 
 class CollectorSpec(msgspec.Struct, frozen=True):
-    """Where one stream goes: `HOST:PORT`, `ipfix://HOST:PORT`, `netflow9://HOST:PORT`, `file:PATH`."""
+    """Where one stream goes: `[ipfix://]HOST:PORT`, `netflow9://HOST:PORT` or `file:PATH`."""
 
     kind: CollectorKind
     host: str = ""
@@ -236,10 +237,8 @@ class Exporter:
             self._wakeup.clear()
             deadline = min([t.session.next_deadline() for t in self._targets] + [self._next_log])
             delay = max(deadline - self._clock(), 0) / 1000
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
-            except TimeoutError:
-                pass
 
     def _drain(self, now: int) -> None:
         while self._queue:
@@ -305,10 +304,8 @@ class Exporter:
                 except OSError:
                     pass
             if target.writer is None and target.spec.kind is CollectorKind.FILE:
-                try:
+                with contextlib.suppress(OSError):
                     target.writer = IpfixFileWriter(target.spec.path)
-                except OSError:
-                    pass
 
     @staticmethod
     def _connect(target: _Target, info: tuple[Any, ...]) -> None:

@@ -111,9 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             connection.receive_data(data)
             for event in connection.events():
-                if isinstance(event, ws_events.TextMessage):
-                    sock.sendall(connection.send(ws_events.Message(data=event.data)))
-                elif isinstance(event, ws_events.BytesMessage):
+                if isinstance(event, ws_events.BytesMessage):
+                    sock.sendall(connection.send(ws_events.Message(data=bytes(event.data))))
+                elif isinstance(event, ws_events.TextMessage):
                     sock.sendall(connection.send(ws_events.Message(data=event.data)))
                 elif isinstance(event, ws_events.CloseConnection):
                     sock.sendall(connection.send(event.response()))
@@ -265,7 +265,7 @@ class Mitmdump:
 
 def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["curl", "-s", "-S", "--max-time", str(timeout), *args],
-                          capture_output=True, text=True, timeout=timeout + 5)
+                          capture_output=True, text=True, timeout=timeout + 5, check=False)
 
 
 def websocket_session(host: str, port: int, path: str, messages: list[bytes],
