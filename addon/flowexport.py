@@ -153,7 +153,7 @@ def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> Ht
             values[attribute] = _text(value)
     head += 2
     client = flow.client_conn
-    host = _text(data.authority) if data.authority else values.get("host", "")
+    host = _text(data.authority) if data.authority else values.get("host", data.host)
     if settings.reverse_without_host and client.sni:
         host = client.sni  # mitmproxy rewrote Host to the upstream; SNI is what the client asked
     target, _, query = _text(data.path).partition("?")
@@ -292,8 +292,10 @@ class FlowExport:
             "Query parameters whose values are replaced by REDACTED.")
 
     def configure(self, updated: set[str]) -> None:
-        if not any(name.startswith("flowexport_") or name in ("tcp_timeout", "mode",
-                   "keep_host_header") for name in updated):
+        if self.settings is not None and not any(
+                name.startswith("flowexport_") or name in ("tcp_timeout", "mode",
+                                                           "keep_host_header")
+                for name in updated):
             return
         settings = self._parse_options()
         previous, self.settings = self.settings, settings

@@ -1,0 +1,151 @@
+"""The addon's pure parts with mitmproxy's own test flows and test context."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.flow import Error
+from mitmproxy.test import taddons, tflow
+
+ADDON = Path(__file__).resolve().parent.parent / "addon" / "flowexport.py"
+
+
+def load_addon() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("flowexport_under_test", ADDON)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fx = load_addon()
+
+
+def configured(**options: object) -> tuple[object, object]:
+    addon = fx.FlowExport()
+    context = taddons.context(addon)
+    context.configure(addon, **options)
+    return addon, context
+
+
+def test_record_from_flow_maps_every_field() -> None:
+    addon, context = configured(flowexport_cookies="hashed", flowexport_hash_key="k")
+    with context:
+        flow = tflow.tflow(resp=True)
+        flow.request.path = "/p/a?token=t&x=1"
+        flow.request.headers["User-Agent"] = "ua"
+        flow.request.headers["Cookie"] = "sid=abc"
+        flow.request.headers["X-Forwarded-For"] = "198.51.100.1"
+        flow.request.headers["Content-Type"] = "application/json"
+        flow.response.headers["Content-Type"] = "text/plain"
+        flow.client_conn.peername = ("::ffff:192.0.2.1", 5555)
+        flow.client_conn.sockname = ("192.0.2.2", 8080)
+        flow.server_conn.peername = ("198.51.100.9", 80)
+        flow.client_conn.sni = "sni.test"
+        flow.client_conn.tls_version = "TLSv1.3"
+        record = fx.record_from_flow(flow, addon.settings, 1_800_000_000_000)
+    assert record.client_address == "192.0.2.1"  # IPv4-mapped unwrapped
+    assert (record.client_port, record.proxy_port) == (5555, 8080)
+    assert (record.upstream_address, record.upstream_port) == ("198.51.100.9", 80)
+    assert record.method == "GET" and record.target == "/p/a"
+    assert record.query == "token=REDACTED&x=1"
+    assert record.host == "address"  # tflow sends no Host header: the request's host
+    assert record.user_agent == "ua" and record.content_type == "application/json"
+    assert record.response_content_type == "text/plain"
+    assert record.x_forwarded_for == "198.51.100.1"
+    assert record.cookie.startswith("sid=") and "abc" not in record.cookie
+    assert record.status_code == 200 and record.reason == "OK"
+    assert record.uploaded_bytes == len(flow.request.raw_content or b"")
+    assert record.downloaded_bytes == len(flow.response.raw_content or b"")
+    assert record.octets == record.initiator_octets + record.responder_octets
+    assert record.tls_server_name == "sni.test" and record.tls_version == "TLSv1.3"
+    assert record.flow_id == int(flow.id.replace("-", "")[:16], 16)
+
+
+def test_invalid_utf8_headers_are_replaced_not_raised() -> None:
+    addon, context = configured()
+    with context:
+        flow = tflow.tflow(resp=True)
+        flow.request.headers.fields = ((b"User-Agent", b"\xff\xfeagent"), (b"Host", b"h\xc3"))
+        record = fx.record_from_flow(flow, addon.settings, 0)
+    assert record.user_agent == "\ufffd\ufffdagent"
+    assert record.host == "h\ufffd"
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    (Error.KILLED_MESSAGE, 5),
+    ("Request body exceeds mitmproxy's body_size_limit.", 6),
+    ("Response body exceeds mitmproxy's body_size_limit.", 5),
+    ("Received bad header from client, refusing to prevent request smuggling attacks.", 6),
+    ("Client disconnected.", 1),
+])
+def test_termination_from_error_text(message: str, code: int) -> None:
+    flow = tflow.tflow(resp=False)
+    assert fx.termination_of(flow, Error(message), 0, 600_000) == code
+
+
+def test_termination_connect_failed_and_upstream_timeout() -> None:
+    flow = tflow.tflow(resp=False)
+    flow.server_conn.peername = None
+    assert fx.termination_of(flow, Error("Connection refused"), 0, 600_000) == 2
+    flow = tflow.tflow(resp=False)
+    started = int(flow.request.timestamp_end * 1000)
+    assert fx.termination_of(flow, Error("Client disconnected."), started + 600_000,
+                             600_000) == 3
+    assert fx.termination_of(flow, Error("Client disconnected."), started + 10, 600_000) == 1
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("a=1&access_token=x&api-key=y&Session=z", "a=1&access_token=REDACTED&api-key=REDACTED"
+                                               "&Session=REDACTED"),
+    ("monkey=1&keyboard=2", "monkey=1&keyboard=2"),
+    ("flag&token", "flag&token=REDACTED"),
+    ("", ""),
+])
+def test_query_redaction(query: str, expected: str) -> None:
+    names = frozenset(fx.DEFAULT_REDACTED)
+    assert fx.redact_query(query, names) == expected
+
+
+def test_cookie_modes() -> None:
+    header = "a=1; b=2"
+    assert fx.cookie_value(header, "off", b"k") == ""
+    assert fx.cookie_value(header, "names", b"k") == "a; b"
+    assert fx.cookie_value(header, "full", b"k") == header
+    hashed = fx.cookie_value(header, "hashed", b"k")
+    assert hashed != fx.cookie_value(header, "hashed", b"other")
+    assert "1" not in hashed.replace("a=", "").split(";")[0] or len(hashed) > 20
+
+
+@pytest.mark.parametrize(("option", "value", "quoted"), [
+    ("flowexport_collectors", ["gopher://x:1"], "gopher"),
+    ("flowexport_collectors", ["[::1:4739"], "[::1:4739"),
+    ("flowexport_cookies", "sometimes", "sometimes"),
+    ("flowexport_sampling", 0, "0"),
+    ("flowexport_max_lengths", ["httpRequestTarget"], "httpRequestTarget"),
+    ("flowexport_filter", "~bogus", "~bogus"),
+])
+def test_bad_options_quote_the_value(option: str, value: object, quoted: str) -> None:
+    addon = fx.FlowExport()
+    with taddons.context(addon) as context, pytest.raises(exceptions.OptionsError,
+                                                         match=re.escape(quoted)):
+        context.configure(addon, **{option: value})
+
+
+def test_options_are_parsed_once_into_settings() -> None:
+    addon, context = configured(
+        flowexport_collectors=["netflow9://[::1]:2055", "file:/tmp/x.ipfix", "127.0.0.1:4739"],
+        flowexport_observation_domain_id=7, flowexport_max_lengths=["httpRequestHost=32"])
+    with context:
+        settings = addon.settings
+    assert [str(c) for c in settings.collectors] == [
+        "netflow9://[::1]:2055", "file:/tmp/x.ipfix", "ipfix://127.0.0.1:4739"]
+    assert settings.session.observation_domain_id == 7
+    assert settings.session.max_lengths["httpRequestHost"] == 32
