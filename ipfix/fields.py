@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .http import DEFAULT_V9_WIDTHS, HTTP_FIELDS
 from .ie import DEFAULT_ENTERPRISE_NUMBER, InformationElement, Registry, build_registry
@@ -74,7 +74,24 @@ def pmacct_primitives(
     return "\n".join(lines) + "\n"
 
 
-GENERATORS = {
+def iana_type_name(data_type: DataType) -> str:
+    """DATE_TIME_MILLISECONDS -> dateTimeMilliseconds, as IANA writes it."""
+    first, *rest = data_type.name.lower().split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def markdown_table(registry: Registry) -> str:
+    """The README's field reference: every element an HTTP flow record carries."""
+    lines = ["| element | id | enterprise | type | meaning |", "|---|---|---|---|---|"]
+    for element in http_record_elements(registry):
+        enterprise = str(element.enterprise_number) if element.is_enterprise else "IANA"
+        lines.append(f"| {element.name} | {element.element_id} | {enterprise} | "
+                     f"{iana_type_name(element.data_type)} | {element.description} |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS: dict[str, Callable[[Registry], str]] = {
+    "markdown": markdown_table,
     "pmacct-ipfix": pmacct_primitives,
     "pmacct-netflow9": lambda r: pmacct_primitives(r, netflow9=True),
 }

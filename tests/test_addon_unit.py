@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from mitmproxy import exceptions
@@ -25,10 +26,10 @@ def load_addon() -> ModuleType:
     return module
 
 
-fx = load_addon()
+fx: Any = load_addon()
 
 
-def configured(**options: object) -> tuple[object, object]:
+def configured(**options: object) -> tuple[Any, Any]:
     addon = fx.FlowExport()
     context = taddons.context(addon)
     context.configure(addon, **options)
@@ -44,6 +45,7 @@ def test_record_from_flow_maps_every_field() -> None:
         flow.request.headers["Cookie"] = "sid=abc"
         flow.request.headers["X-Forwarded-For"] = "198.51.100.1"
         flow.request.headers["Content-Type"] = "application/json"
+        assert flow.response is not None
         flow.response.headers["Content-Type"] = "text/plain"
         flow.client_conn.peername = ("::ffff:192.0.2.1", 5555)
         flow.client_conn.sockname = ("192.0.2.2", 8080)
@@ -96,6 +98,7 @@ def test_termination_connect_failed_and_upstream_timeout() -> None:
     flow.server_conn.peername = None
     assert fx.termination_of(flow, Error("Connection refused"), 0, 600_000) == 2
     flow = tflow.tflow(resp=False)
+    assert flow.request.timestamp_end is not None
     started = int(flow.request.timestamp_end * 1000)
     assert fx.termination_of(flow, Error("Client disconnected."), started + 600_000,
                              600_000) == 3

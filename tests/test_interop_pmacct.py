@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ipfix.fields import pmacct_primitives, snake_case
-from ipfix.ie import DEFAULT_REGISTRY
+from ipfix.fields import snake_case
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
 
@@ -31,12 +30,6 @@ RECORDS = [
     sample_record(2, client_address="2001:db8::10", proxy_address="2001:db8::1",
                   upstream_address="2001:db8::7", query="", status_code=503),
 ]
-
-
-def test_shipped_primitives_files_match_the_registry() -> None:
-    assert PRIMITIVES[ExportFormat.IPFIX].read_text() == pmacct_primitives(DEFAULT_REGISTRY)
-    assert PRIMITIVES[ExportFormat.NETFLOW9].read_text() == pmacct_primitives(
-        DEFAULT_REGISTRY, netflow9=True)
 
 
 def primitive_names(path: Path) -> list[str]:
