@@ -297,3 +297,23 @@ def test_tls_client_to_ip_has_no_sni(tmp_path: Path, upstream: Upstream,
     assert record["tlsServerName"] == ""
     assert record["tlsProtocolVersion"].startswith("TLSv1.")
     assert wait_until(lambda: True)
+
+
+def test_config_file_and_several_collectors(tmp_path: Path, upstream: Upstream) -> None:
+    with Collector() as ipfix_collector, Collector() as v9_collector:
+        (tmp_path / "config.yaml").write_text(
+            "flowexport_collectors:\n"
+            f"  - ipfix://{ipfix_collector.address}\n"
+            f"  - netflow9://{v9_collector.address}\n"
+            f"  - file:{tmp_path / 'flows.ipfix'}\n"
+            "flowexport_observation_domain_id: 42\n")
+        with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}") as proxy:
+            assert curl(f"{proxy.url}/both?x=1").stdout == "hello"
+            (ipfix_record,) = ipfix_collector.wait_for(1)
+            (v9_record,) = v9_collector.wait_for(1)
+    assert ipfix_record["_version"] == 10 and v9_record["_version"] == 9
+    assert ipfix_record["_domain"] == v9_record["_domain"] == 42
+    assert ipfix_record["httpRequestTarget"] == v9_record["httpRequestTarget"] == "/both"
+    assert ipfix_record["flowId"] == v9_record["flowId"]
+    assert v9_record["httpRequestQuery"] == "x=1"  # private field types 32768+id decoded
+    assert (tmp_path / "flows.ipfix").stat().st_size > 0

@@ -1,0 +1,187 @@
+"""The asyncio exporter with real UDP sockets on loopback: batching, drops, dead collectors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ipfix.collector import SequenceTracker
+from ipfix.decoder import Decoder
+from ipfix.exporter import CollectorKind, Exporter, parse_collector
+from ipfix.filewriter import read_messages
+from ipfix.session import SessionConfig
+from tests.conftest import sample_record
+
+
+class Receiver:
+    """A UDP socket that decodes what arrives."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.port = int(self.sock.getsockname()[1])
+        self.decoder = Decoder()
+        self.flows: list[dict[str, object]] = []
+        self.skipped = 0
+        self.sequences = SequenceTracker()
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            message = self.decoder.decode(data, peer)
+            self.sequences.observe(peer, message)
+            self.skipped += len(message.skipped_sets)
+            self.flows += [r.fields for r in message.records if not r.is_options]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_parse_collector_forms() -> None:
+    assert str(parse_collector("10.0.0.1:4739")) == "ipfix://10.0.0.1:4739"
+    assert str(parse_collector("netflow9://[2001:db8::1]:2055")) == "netflow9://[2001:db8::1]:2055"
+    assert parse_collector("file:/var/log/flows.ipfix").kind is CollectorKind.FILE
+    for bad in ("nohost", "x:0", "x:99999", "sflow://x:1", "::1:4739", "[::1:4739", "file:"):
+        with pytest.raises(ValueError, match=r"expected|port|scheme|bracket|unclosed|path"):
+            parse_collector(bad)
+
+
+def test_batches_reach_every_collector_without_loss(tmp_path: Path) -> None:
+    ipfix, v9 = Receiver(), Receiver()
+    path = tmp_path / "flows.ipfix"
+    specs = [parse_collector(f"127.0.0.1:{ipfix.port}"),
+             parse_collector(f"netflow9://127.0.0.1:{v9.port}"), parse_collector(f"file:{path}")]
+
+    async def scenario() -> Exporter:
+        exporter = Exporter(specs, SessionConfig(flush_interval_ms=20), queue_size=100_000)
+        task = exporter.start()
+        for index in range(3000):
+            exporter.submit(sample_record(index))
+            if index % 100 == 0:  # like traffic: the loop runs between requests
+                await asyncio.sleep(0.005)
+                ipfix.drain()
+                v9.drain()
+        await asyncio.sleep(0.3)
+        ipfix.drain()
+        v9.drain()
+        exporter.close()
+        await asyncio.sleep(0)
+        assert task.done()
+        return exporter
+
+    exporter = asyncio.run(scenario())
+    ipfix.drain()
+    v9.drain()
+    exporter.shutdown()
+    assert len(ipfix.flows) == 3000 and len(v9.flows) == 3000
+    assert sum(ipfix.sequences.lost.values()) == 0 and sum(v9.sequences.lost.values()) == 0
+    decoder = Decoder()
+    with path.open("rb") as stream:
+        from_file = [r for m in read_messages(stream) for r in decoder.decode(m).records
+                     if not r.is_options]
+    assert len(from_file) == 3000
+    assert exporter.statistics.dropped == 0 and exporter.statistics.send_errors == 0
+    ipfix.close()
+    v9.close()
+
+
+def test_full_queue_drops_and_counts_never_blocks() -> None:
+    receiver = Receiver()
+
+    async def scenario() -> Exporter:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
+                            SessionConfig(flush_interval_ms=5, statistics_interval_ms=50),
+                            queue_size=100)
+        exporter.start()
+        started = time.perf_counter()
+        accepted = sum(exporter.submit(sample_record(i)) for i in range(1000))  # no yield
+        assert time.perf_counter() - started < 1.0
+        assert accepted == 100
+        await asyncio.sleep(0.2)
+        exporter.close()
+        return exporter
+
+    exporter = asyncio.run(scenario())
+    receiver.drain()
+    assert exporter.statistics.dropped == 900
+    assert len(receiver.flows) == 100
+    exporter.shutdown()
+    receiver.close()
+
+
+def test_dead_collector_is_counted_then_comes_back_with_templates() -> None:
+    probe = Receiver()
+    port = probe.port
+    probe.close()  # nothing listens: ICMP port unreachable
+
+    async def scenario() -> tuple[Exporter, Receiver]:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{port}")],
+                            SessionConfig(flush_interval_ms=5, template_refresh_ms=3_600_000))
+        exporter.start()
+        for index in range(20):
+            exporter.submit(sample_record(index))
+            await asyncio.sleep(0.02)
+        assert exporter.statistics.send_errors > 0
+        receiver = Receiver(port)  # the collector restarts, knowing no templates
+        deadline = time.monotonic() + 5
+        index = 100
+        while time.monotonic() < deadline and not receiver.flows:
+            exporter.submit(sample_record(index))
+            index += 1
+            await asyncio.sleep(0.05)
+            receiver.drain()
+        exporter.close()
+        return exporter, receiver
+
+    exporter, receiver = asyncio.run(scenario())
+    receiver.drain()
+    assert receiver.flows, "no record decoded after the collector came back"
+    assert exporter._targets[0].session.statistics.not_sent_flow_records > 0
+    exporter.shutdown()
+    receiver.close()
+
+
+def test_unresolvable_host_is_counted_not_raised() -> None:
+    async def scenario() -> Exporter:
+        exporter = Exporter([parse_collector("no-such-host.invalid:4739")],
+                            SessionConfig(flush_interval_ms=5))
+        exporter.start()
+        for index in range(5):
+            exporter.submit(sample_record(index))
+        await asyncio.sleep(0.5)
+        exporter.close()
+        return exporter
+
+    exporter = asyncio.run(scenario())
+    assert exporter.statistics.send_errors > 0
+    assert exporter._targets[0].session.statistics.not_sent_flow_records == 5
+    assert "send errors" in exporter.statistics_line()
+
+
+def test_after_close_records_go_out_synchronously() -> None:
+    receiver = Receiver()
+
+    async def scenario() -> Exporter:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")], SessionConfig())
+        exporter.start()
+        exporter.submit(sample_record(1))
+        await asyncio.sleep(0.05)
+        exporter.close()
+        return exporter
+
+    exporter = asyncio.run(scenario())  # the loop is gone now
+    exporter.submit(sample_record(2))  # a flow that failed during shutdown
+    time.sleep(0.05)
+    receiver.drain()
+    assert sorted(f["flowId"] for f in receiver.flows) == [1001, 1002]  # type: ignore[type-var]
+    exporter.shutdown()
+    receiver.close()
