@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ class Receiver:
         self.sock.setblocking(False)
         self.port = int(self.sock.getsockname()[1])
         self.decoder = Decoder()
-        self.flows: list[dict[str, object]] = []
+        self.flows: list[dict[str, Any]] = []
         self.skipped = 0
         self.sequences = SequenceTracker()
 
@@ -182,6 +183,6 @@ def test_after_close_records_go_out_synchronously() -> None:
     exporter.submit(sample_record(2))  # a flow that failed during shutdown
     time.sleep(0.05)
     receiver.drain()
-    assert sorted(f["flowId"] for f in receiver.flows) == [1001, 1002]  # type: ignore[type-var]
+    assert sorted(f["flowId"] for f in receiver.flows) == [1001, 1002]
     exporter.shutdown()
     receiver.close()
