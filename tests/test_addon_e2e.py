@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import shutil
 import signal
@@ -317,3 +318,69 @@ def test_config_file_and_several_collectors(tmp_path: Path, upstream: Upstream) 
     assert ipfix_record["flowId"] == v9_record["flowId"]
     assert v9_record["httpRequestQuery"] == "x=1"  # private field types 32768+id decoded
     assert (tmp_path / "flows.ipfix").stat().st_size > 0
+
+
+def test_shutdown_with_open_exchanges(tmp_path: Path, upstream: Upstream,
+                                      collector: Collector) -> None:
+    """In-flight exchanges at SIGINT still yield one final record each; the log has totals."""
+    import threading
+
+    proxy = Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                     "--set", f"flowexport_collectors={collector.address}",
+                     "--set", "flowexport_statistics_interval_s=1")
+    slow = threading.Thread(target=curl, args=(f"{proxy.url}/slow?ms=4000",), daemon=True)
+    slow.start()
+    def talk() -> None:
+        with contextlib.suppress(OSError):  # the proxy goes away mid-conversation
+            websocket_session("127.0.0.1", proxy.port, "/ws", [b"m" * 10] * 20, pause=0.2)
+
+    ws = threading.Thread(target=talk, daemon=True)
+    ws.start()
+    assert curl(f"{proxy.url}/before").stdout == "hello"
+    time.sleep(1.5)  # one statistics interval; the slow request and the WebSocket are open
+    proxy.stop(signal.SIGINT)
+    records = collector.wait_for(3, timeout=10, where=lambda r: r["flowEndReason"] != 2)
+    finals = one_per_flow(records)
+    assert set(finals) == {"/before", "/slow", "/ws"}
+    assert finals["/before"]["httpTerminationStateCode"] == 0
+    assert finals["/ws"]["flowEndReason"] == 4 and finals["/ws"]["httpStatusCode"] == 101
+    assert finals["/slow"]["flowEndReason"] == 4
+    assert "flowexport: " in proxy.log() and " records, " in proxy.log()
+
+
+def test_filter_and_sampling(tmp_path: Path, upstream: Upstream, collector: Collector) -> None:
+    with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                  "--set", f"flowexport_collectors={collector.address}",
+                  "--set", "flowexport_filter=~u /keep") as proxy:
+        for path in ("/keep/1", "/drop/1", "/keep/2", "/drop/2"):
+            curl(f"{proxy.url}{path}")
+        collector.wait_for(2)
+        time.sleep(0.5)
+    assert sorted(r["httpRequestTarget"] for r in collector.records) == ["/keep/1", "/keep/2"]
+
+
+def test_streamed_transfer_gets_interim_records(tmp_path: Path, upstream: Upstream,
+                                                collector: Collector) -> None:
+    """A slow streamed upload: visible before it ends, its deltas adding up to the total."""
+    with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                  "--set", f"flowexport_collectors={collector.address}",
+                  "--set", "stream_large_bodies=1k", "--set", "flowexport_active_timeout_s=1") as proxy:
+        total = 0
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: up.test\r\nContent-Length: 60000\r\n\r\n")
+            for _ in range(6):
+                sock.sendall(b"u" * 10000)
+                total += 10000
+                time.sleep(0.5)
+            reply = b""
+            while len(reply) < 60000:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        records = collector.wait_for(1, where=lambda r: r["flowEndReason"] == 3)
+        records = [r for r in collector.records if r["httpRequestTarget"] == "/echo"]
+    interim = [r for r in records if r["flowEndReason"] == 2]
+    assert interim, "no interim record during a 3 s upload"
+    assert sum(r["uploadedBytes"] for r in records) == total
+    assert len({r["flowId"] for r in records}) == 1
