@@ -202,6 +202,9 @@ class Collector:
             self.process.kill()
         for reader in self._readers:
             reader.join(timeout=5)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
         return "".join(self.stderr)
 
     def __enter__(self) -> Collector:

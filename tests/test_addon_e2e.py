@@ -364,7 +364,8 @@ def test_streamed_transfer_gets_interim_records(tmp_path: Path, upstream: Upstre
     """A slow streamed upload: visible before it ends, its deltas adding up to the total."""
     with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
                   "--set", f"flowexport_collectors={collector.address}",
-                  "--set", "stream_large_bodies=1k", "--set", "flowexport_active_timeout_s=1") as proxy:
+                  "--set", "stream_large_bodies=1k",
+                  "--set", "flowexport_active_timeout_s=1") as proxy:
         total = 0
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
             sock.sendall(b"POST /echo HTTP/1.1\r\nHost: up.test\r\nContent-Length: 60000\r\n\r\n")
