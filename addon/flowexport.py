@@ -12,9 +12,11 @@ registering them in sys.modules, and dataclasses then cannot resolve strings.)
 
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,7 +111,7 @@ _REQUEST_HEADERS = {b"host": "host", b"user-agent": "user_agent", b"content-type
 
 def redact_query(query: str, names: frozenset[str]) -> str:
     """Replace values of sensitive parameters; a name matches whole or as a _ - . part."""
-    if not names or not query:
+    if not names or not query or _mentions(names, query) is None:
         return query
     parts = query.split("&")
     changed = False
@@ -121,6 +123,16 @@ def redact_query(query: str, names: frozenset[str]) -> str:
             parts[index] = f"{name}={REDACTED}"
             changed = True
     return "&".join(parts) if changed else query
+
+
+@functools.cache
+def _mention_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(n) for n in sorted(names)), re.IGNORECASE)
+
+
+def _mentions(names: frozenset[str], text: str) -> re.Match[str] | None:
+    """A cheap first look: most queries name no sensitive parameter at all."""
+    return _mention_pattern(names).search(text)
 
 
 def cookie_value(header: str, mode: str, key: bytes) -> str:
@@ -150,7 +162,7 @@ def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> Ht
         head += len(name) + len(value) + 4
         attribute = _REQUEST_HEADERS.get(name.lower())
         if attribute is not None and attribute not in values:
-            values[attribute] = _text(value)
+            values[attribute] = value.decode("utf-8", "replace")
     head += 2
     client = flow.client_conn
     host = _text(data.authority) if data.authority else values.get("host", data.host)
