@@ -7,6 +7,7 @@ short loop over the variable-length strings.
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import struct
@@ -160,7 +161,8 @@ _STRUCT_CODES = {
 }
 
 
-_PENDING = struct.Struct("")  # placeholder for a run of fixed fields still being collected
+def _is_text(field: TemplateField) -> bool:
+    return field.element.data_type in TEXT_OR_OCTETS
 
 
 class TruncationCounter:
@@ -217,21 +219,15 @@ class RecordEncoder:
         # plan entries: (struct, start, stop) for runs of fixed non-text fields,
         # (None, start, stop) for runs of text fields
         self._plan: list[tuple[struct.Struct | None, int, int]] = []
-        codes: list[str] = []
-        for index, field in enumerate(fields):
-            text = field.element.data_type in TEXT_OR_OCTETS
-            kind = None if text else True
-            if not self._plan or (self._plan[-1][0] is None) != (kind is None):
-                if self._plan and self._plan[-1][0] is not None:
-                    self._close_run(codes)
-                self._plan.append((None, index, index + 1) if text
-                                  else (_PENDING, index, index + 1))
+        stop = 0
+        for text, run in itertools.groupby(fields, key=_is_text):
+            run_fields = list(run)
+            start, stop = stop, stop + len(run_fields)
+            if text:
+                self._plan.append((None, start, stop))
             else:
-                self._plan[-1] = (self._plan[-1][0], self._plan[-1][1], index + 1)
-            if not text:
-                codes.append(self._fixed_code(index, field))
-        if self._plan and self._plan[-1][0] is not None:
-            self._close_run(codes)
+                codes = "".join(self._fixed_code(i, f) for i, f in enumerate(run_fields, start))
+                self._plan.append((struct.Struct("!" + codes), start, stop))
         self._caches: list[dict[object, bytes]] = [{} for _ in fields]
         shape = [packer is None for packer, _, _ in self._plan]
         self._split: int | None = None  # fields before it: one struct; after: all text
@@ -239,11 +235,6 @@ class RecordEncoder:
             self._split = self._plan[-1][1]
             self._head = self._plan[0][0] if shape == [False, True] else None
             self._tail_caches = self._caches[self._split:]
-
-    def _close_run(self, codes: list[str]) -> None:
-        _, start, stop = self._plan[-1]
-        self._plan[-1] = (struct.Struct("!" + "".join(codes)), start, stop)
-        codes.clear()
 
     def _fixed_code(self, index: int, field: TemplateField) -> str:
         element, length, data_type = field.element, field.length, field.element.data_type
