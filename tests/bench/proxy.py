@@ -1,0 +1,223 @@
+"""Proxy throughput and latency with and without the exporter, measured side by side.
+
+    .venv/bin/python -m tests.bench.proxy                 # 5 rounds of 8 s per variant
+    .venv/bin/python -m tests.bench.proxy --rounds 3 --seconds 5
+
+mitmdump (reverse mode, `-q`) runs pinned to core 0; the upstream, the UDP sink that
+stands in for a collector, and wrk (one thread, 20 keep-alive connections) share core 1.
+Variants run interleaved, round after round, in a rotating order:
+
+    none      mitmdump with no script
+    empty     mitmdump -s an empty script (the fair baseline: hosting a script costs)
+    empty-b   the same again: the A/A pair that shows the noise floor
+    ipfix     -s addon/flowexport.py, IPFIX to the sink, default options
+    netflow9  the same with NetFlow v9
+    two       IPFIX and NetFlow v9 to two sinks at once
+
+Prints per-variant medians (requests/s, p50, p99) with their spread, and the ratios
+against `empty` and `none`. Needs wrk and taskset (Debian: wrk, util-linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")  # GET requests only: no body
+            writer.write(RESPONSE)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+def serve_upstream() -> None:
+    """Run as its own process (`--serve-upstream`): prints its port, serves until killed."""
+
+    async def main() -> None:
+        server = await asyncio.start_server(_serve_client, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_sink() -> None:
+    """Run as its own process (`--serve-sink`): counts datagrams like a collector that keeps
+    up, at almost no cost; prints its port, then the count when stdin closes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    count = [0]
+
+    def receive() -> None:
+        while True:
+            sock.recv(65535)
+            count[0] += 1
+
+    threading.Thread(target=receive, daemon=True).start()
+    sys.stdin.read()
+    print(count[0], flush=True)
+
+
+class Helper:
+    """A helper process of this module, pinned to core 1, that first prints its port."""
+
+    def __init__(self, role: str) -> None:
+        self.process = subprocess.Popen(
+            ["taskset", "-c", "1", sys.executable, "-m", "tests.bench.proxy", role],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def finish(self) -> str:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        try:
+            out = self.process.stdout.readline().strip()
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            out = ""
+        if self.process.poll() is None:
+            self.process.kill()
+        return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: str,
+                   empty_script: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = ["taskset", "-c", "0", str(MITMDUMP), "-q", "--listen-host", "127.0.0.1",
+               "-p", str(port), "--mode", f"reverse:http://127.0.0.1:{upstream}",
+               "--set", f"confdir={confdir}"]
+    if variant.startswith("empty"):
+        command += ["-s", str(empty_script)]
+    elif variant != "none":
+        command += ["-s", str(ROOT / "addon" / "flowexport.py")]
+        targets = {"ipfix": [f"127.0.0.1:{sinks[0].port}"],
+                   "netflow9": [f"netflow9://127.0.0.1:{sinks[0].port}"],
+                   "two": [f"127.0.0.1:{sinks[0].port}", f"netflow9://127.0.0.1:{sinks[1].port}"]}
+        for target in targets[variant]:
+            command += ["--set", f"flowexport_collectors={target}"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process, port
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"mitmdump ({variant}) did not start")
+
+
+def parse_wrk(output: str) -> tuple[float, float, float]:
+    """requests/s, p50 ms, p99 ms."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+    def percentile(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return rps, percentile("50"), percentile("99")
+
+
+def measure(port: int, seconds: int) -> tuple[float, float, float]:
+    url = f"http://127.0.0.1:{port}/"
+    subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", "-d2s", url],
+                   capture_output=True, check=True)  # warm up: connections, caches
+    result = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", f"-d{seconds}s",
+                             "--latency", url], capture_output=True, text=True, check=True)
+    return parse_wrk(result.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--variants", default="none,empty,empty-b,ipfix,netflow9,two")
+    parser.add_argument("role", nargs="?", choices=("--serve-upstream", "--serve-sink"),
+                        help=argparse.SUPPRESS)
+    args, _ = parser.parse_known_args()
+    if sys.argv[1:] == ["--serve-upstream"]:
+        serve_upstream()
+        return 0
+    if sys.argv[1:] == ["--serve-sink"]:
+        serve_sink()
+        return 0
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed (Debian: apt-get install wrk util-linux)")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs two cores: mitmdump on one, load and upstream on the other")
+    os.sched_setaffinity(0, {1})  # this process, the upstream and the sinks live on core 1
+    upstream = Helper("--serve-upstream")
+    sinks = [Helper("--serve-sink"), Helper("--serve-sink")]
+    variants = args.variants.split(",")
+    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory() as confdir:
+        empty = Path(confdir) / "empty.py"
+        empty.write_text("# hosts no addon: the cost of loading a script at all\n")
+        for round_index in range(args.rounds):
+            order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
+            for variant in order:
+                process, port = start_mitmdump(variant, upstream.port, sinks, confdir, empty)
+                try:
+                    results[variant].append(measure(port, args.seconds))
+                finally:
+                    process.terminate()
+                    process.wait(timeout=20)
+                rps, p50, p99 = results[variant][-1]
+                print(f"round {round_index + 1} {variant:<9} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
+                      f"  p99 {p99:6.2f} ms", flush=True)
+    received = sum(int(sink.finish() or 0) for sink in sinks)
+    upstream.process.kill()
+    print(f"\n{args.rounds} rounds x {args.seconds} s, wrk -t1 -c20, mitmdump on core 0; "
+          f"sinks received {received} datagrams")
+    medians = {v: tuple(statistics.median(r[i] for r in results[v]) for i in range(3))
+               for v in variants}
+    print(f"{'variant':<10}{'req/s':>9}{'spread':>8}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'/empty':>8}{'/none':>8}{'p99/empty':>10}")
+    for variant in variants:
+        rps, p50, p99 = medians[variant]
+        values = [r[0] for r in results[variant]]
+        spread = (max(values) - min(values)) / rps * 100
+        vs_empty = rps / medians["empty"][0] if "empty" in medians else float("nan")
+        vs_none = rps / medians["none"][0] if "none" in medians else float("nan")
+        p99_ratio = p99 / medians["empty"][2] if "empty" in medians else float("nan")
+        print(f"{variant:<10}{rps:>9.0f}{spread:>7.1f}%{p50:>8.2f}{p99:>8.2f}"
+              f"{vs_empty:>8.3f}{vs_none:>8.3f}{p99_ratio:>10.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
