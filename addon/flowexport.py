@@ -509,7 +509,6 @@ class FlowExport:
         """Flush and close the current exporter; `_task` stays set if one was running."""
         if self.exporter is not None:
             self.exporter.close()
-            self.exporter.shutdown()
         self.exporter = None
 
     def _parse_options(self) -> Settings:

@@ -187,21 +187,21 @@ class Exporter:
         return self._task
 
     def close(self) -> None:
-        """Stop the task, export everything queued and flush every session, synchronously."""
+        """Stop the task, export everything queued, flush every session, close sockets and
+        files; synchronously. Records submitted later are exported one call at a time."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
         self._closed = True
         now = self._clock()
-        self._resolve_blocking_literals()
+        self._reopen()
         self._drain(now)
         for target in self._targets:
             self._send(target, target.session.flush_with_statistics(now), now)
-            if target.writer is not None:
-                target.writer.flush()
+        self.shutdown()
 
     def shutdown(self) -> None:
-        """Close sockets and files (after `close`, when no more records can come)."""
+        """Close sockets and files; `close` does it too (a script reload leaves none open)."""
         for target in self._targets:
             if target.sock is not None:
                 target.sock.close()
@@ -248,6 +248,8 @@ class Exporter:
 
     def _export_now(self, items: list[Any], now: int | None = None) -> None:
         now = self._clock() if now is None else now
+        if self._closed:  # after close: a socket of its own, so templates go first
+            self._reopen()
         prepare = self._prepare
         for item in items:
             try:
@@ -270,6 +272,8 @@ class Exporter:
                 self._send(target, target.session.flush(now), now)
             else:
                 self._send(target, target.session.poll(now), now)
+        if self._closed:
+            self.shutdown()
 
     # -- sending --------------------------------------------------------------------------
 
@@ -292,8 +296,12 @@ class Exporter:
                 target.resolve_after = now + RESOLVE_RETRY_MS
                 self._log(target, now, f"cannot resolve or connect: {exc}")
 
-    def _resolve_blocking_literals(self) -> None:
-        """At shutdown, without a loop: connect targets whose host is an IP literal."""
+    def _reopen(self) -> None:
+        """Without a loop (shutdown): open what is closed, for hosts that are IP literals.
+
+        A new socket has a new source port, which collectors see as a new stream: it
+        gets the templates again before any record.
+        """
         for target in self._targets:
             if target.sock is None and target.spec.kind is not CollectorKind.FILE:
                 try:
@@ -302,7 +310,9 @@ class Exporter:
                                                flags=socket.AI_NUMERICHOST)
                     self._connect(target, infos[0])
                 except OSError:
-                    pass
+                    continue
+                if target.session.statistics.messages:
+                    target.session.request_templates()
             if target.writer is None and target.spec.kind is CollectorKind.FILE:
                 with contextlib.suppress(OSError):
                     target.writer = IpfixFileWriter(target.spec.path)
@@ -347,6 +357,11 @@ class Exporter:
             stats.datagrams += 1
             stats.octets += len(datagram.payload)
             stats.exported += datagram.flow_records
+        if target.writer is not None:
+            try:  # a file reader (tshark -r, the collector) sees records as they come
+                target.writer.flush()
+            except OSError as exc:
+                self._log(target, now, f"flush failed: {exc}")
 
     def _failed(self, target: _Target, datagram: Datagram, now: int, reason: str | None) -> None:
         self.statistics.send_errors += 1
