@@ -99,8 +99,14 @@ def _endpoint(address: Any) -> tuple[str, int]:
     return host.partition("%")[0], port
 
 
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _text(value: bytes) -> str:
-    return value.decode("utf-8", "replace")  # invalid bytes become U+FFFD
+    """Text a collector can show: invalid UTF-8 and control characters (NUL cuts C strings
+    short in collectors; CR/LF forge log lines) become U+FFFD; tabs stay."""
+    text = value.decode("utf-8", "replace")
+    return text if text.isprintable() else _CONTROL.sub("\ufffd", text)
 
 
 # request header (lower-case) -> HttpFlowRecord attribute
@@ -162,7 +168,7 @@ def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> Ht
         head += len(name) + len(value) + 4
         attribute = _REQUEST_HEADERS.get(name.lower())
         if attribute is not None and attribute not in values:
-            values[attribute] = value.decode("utf-8", "replace")
+            values[attribute] = _text(value)
     head += 2
     client = flow.client_conn
     host = _text(data.authority) if data.authority else values.get("host", data.host)

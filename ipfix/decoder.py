@@ -99,6 +99,17 @@ def _text(data: bytes) -> Value:
     return data.decode("utf-8", "replace")
 
 
+def _strict_text(data: bytes) -> Value:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"string is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+
+
+def _strict_fixed_text(data: bytes) -> Value:
+    return _strict_text(data.rstrip(b"\x00"))
+
+
 def _fixed_text(data: bytes) -> Value:
     return data.rstrip(b"\x00").decode("utf-8", "replace")  # v9 pads strings with NULs
 
@@ -127,10 +138,14 @@ def _float(data: bytes) -> Value:
     return float(struct.unpack("!f" if len(data) == 4 else "!d", data)[0])
 
 
-def value_decoder(data_type: DataType, length: int) -> ValueDecoder:
-    """How to read a field of this type at this length; raw hex where they disagree."""
+def value_decoder(data_type: DataType, length: int, *, strict: bool = False) -> ValueDecoder:
+    """How to read a field of this type at this length; raw hex where they disagree.
+
+    Strings are read with invalid UTF-8 replaced, or, `strict`, refused with DecodeError."""
     natural = NATURAL_SIZE[data_type]
     if data_type is DataType.STRING:
+        if strict:
+            return _strict_text if length == VARIABLE_LENGTH else _strict_fixed_text
         return _text if length == VARIABLE_LENGTH else _fixed_text
     if length == VARIABLE_LENGTH:
         return _octets
@@ -174,7 +189,11 @@ class Decoder:
         max_templates_per_exporter: int = 1024,
         max_exporters: int = 1024,
         max_learned_types: int = 1024,
+        strict_text: bool = False,
     ) -> None:
+        """`strict_text` refuses strings that are not valid UTF-8 (RFC 7011 §6.1.6) instead
+        of showing U+FFFD for the bad bytes."""
+        self.strict_text = strict_text
         self.registry = registry
         self.netflow9_private_base = netflow9_private_base
         self.max_templates_per_exporter = max_templates_per_exporter
@@ -441,11 +460,13 @@ class Decoder:
         element: InformationElement | None = self.registry.lookup(
             spec.enterprise_number, spec.element_id)
         if element is not None:
-            return element.name, value_decoder(element.data_type, spec.length)
+            return element.name, value_decoder(element.data_type, spec.length,
+                                               strict=self.strict_text)
         key = (spec.enterprise_number, spec.element_id)
         described = learned.types.get(key) if learned else None
         if described is not None:
-            return described[0], value_decoder(described[1], spec.length)
+            return described[0], value_decoder(described[1], spec.length,
+                                               strict=self.strict_text)
         return f"{spec.enterprise_number}/{spec.element_id}", _octets
 
     def _learn(self, exporter: Hashable, values: dict[str, Value]) -> None:

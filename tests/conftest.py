@@ -44,7 +44,7 @@ def run_session(records: Iterable[HttpFlowRecord], fmt: ExportFormat = ExportFor
 
 def decode_all(datagrams: Iterable[Datagram | bytes], decoder: Decoder | None = None,
                exporter: str = "test") -> list[DecodedMessage]:
-    decoder = decoder or Decoder()
+    decoder = decoder or Decoder(strict_text=True)
     return [decoder.decode(d.payload if isinstance(d, Datagram) else d, exporter)
             for d in datagrams]
 

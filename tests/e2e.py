@@ -22,6 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 import wsproto
 import wsproto.events as ws_events
 
+from ipfix.collector import SequenceTracker
+from ipfix.decoder import Decoder
+
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "flowexport.py"
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
@@ -264,6 +267,35 @@ class Mitmdump:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Receiver:
+    """A UDP socket in the test process that decodes what arrives, strictly."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.port = int(self.sock.getsockname()[1])
+        self.decoder = Decoder(strict_text=True)  # invalid UTF-8 on the wire fails the test
+        self.flows: list[dict[str, Any]] = []
+        self.skipped = 0
+        self.sequences = SequenceTracker()
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            message = self.decoder.decode(data, peer)
+            self.sequences.observe(peer, message)
+            self.skipped += len(message.skipped_sets)
+            self.flows += [r.fields for r in message.records if not r.is_options]
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:

@@ -81,6 +81,15 @@ def test_invalid_utf8_headers_are_replaced_not_raised() -> None:
     assert record.host == "h\ufffd"
 
 
+def test_control_characters_are_replaced_tabs_kept() -> None:
+    addon, context = configured()
+    with context:
+        flow = tflow.tflow(resp=True)
+        flow.request.headers.fields = ((b"User-Agent", b"a\x00b\r\nc\td\x7f"),)
+        record = fx.record_from_flow(flow, addon.settings, 0)
+    assert record.user_agent == "a\ufffdb\ufffd\ufffdc\td\ufffd"
+
+
 @pytest.mark.parametrize(("message", "code"), [
     (Error.KILLED_MESSAGE, 5),
     ("Request body exceeds mitmproxy's body_size_limit.", 6),

@@ -3,48 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ipfix.collector import SequenceTracker
 from ipfix.decoder import Decoder
 from ipfix.exporter import CollectorKind, Exporter, parse_collector
 from ipfix.filewriter import read_messages
 from ipfix.session import SessionConfig
 from tests.conftest import sample_record
-
-
-class Receiver:
-    """A UDP socket that decodes what arrives."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.setblocking(False)
-        self.port = int(self.sock.getsockname()[1])
-        self.decoder = Decoder()
-        self.flows: list[dict[str, Any]] = []
-        self.skipped = 0
-        self.sequences = SequenceTracker()
-
-    def drain(self) -> None:
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except BlockingIOError:
-                return
-            message = self.decoder.decode(data, peer)
-            self.sequences.observe(peer, message)
-            self.skipped += len(message.skipped_sets)
-            self.flows += [r.fields for r in message.records if not r.is_options]
-
-    def close(self) -> None:
-        self.sock.close()
+from tests.e2e import Receiver
 
 
 def test_parse_collector_forms() -> None:
