@@ -130,7 +130,7 @@ def test_records_equal_what_the_client_sent(proxied: tuple[Mitmdump, Receiver], 
     (record,) = records_for(receiver, marker)
     assert record["httpRequestMethod"] == method
     assert record["httpRequestTarget"] == target.encode()[:1024].decode("utf-8", "ignore")
-    first = {}
+    first: dict[bytes, bytes] = {}
     for name, value in headers:
         first.setdefault(name.lower(), value)
     sensitive = {"token", "password", "passwd", "secret", "key", "auth", "session",
