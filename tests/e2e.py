@@ -221,14 +221,14 @@ class Mitmdump:
     """mitmdump with the addon, on a loopback port, its own confdir, stopped by signal."""
 
     def __init__(self, confdir: Path, *args: str, listen_host: str = "127.0.0.1",
-                 scripts: tuple[Path, ...] = ()) -> None:
+                 scripts: tuple[Path, ...] = (), script: Path = ADDON) -> None:
         self.port = free_port(listen_host)
         self.listen_host = listen_host
         self.log_path = confdir / f"mitmdump-{self.port}.log"
         command = [str(MITMDUMP), "--listen-host", listen_host, "-p", str(self.port),
-                   "--set", f"confdir={confdir}", "-s", str(ADDON)]
-        for script in scripts:
-            command += ["-s", str(script)]
+                   "--set", f"confdir={confdir}", "-s", str(script)]
+        for extra in scripts:
+            command += ["-s", str(extra)]
         command += list(args)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = self.log_path.open("w")

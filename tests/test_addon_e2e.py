@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import shutil
 import signal
 import socket
@@ -385,3 +386,54 @@ def test_streamed_transfer_gets_interim_records(tmp_path: Path, upstream: Upstre
     assert interim, "no interim record during a 3 s upload"
     assert sum(r["uploadedBytes"] for r in records) == total
     assert len({r["flowId"] for r in records}) == 1
+
+
+def socket_count(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+def test_script_reload_neither_duplicates_nor_loses(tmp_path: Path, upstream: Upstream,
+                                                    collector: Collector) -> None:
+    import shutil as shell
+    import threading
+
+    from tests.e2e import ADDON
+
+    script = tmp_path / "flowexport.py"
+    shell.copy(ADDON, script)
+    proxy = Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                     "--set", f"flowexport_collectors={collector.address}", script=script)
+    try:
+        assert curl(f"{proxy.url}/warm").stdout == "hello"
+        collector.wait_for(1)
+        sockets_before = socket_count(proxy.process.pid)
+        done = threading.Event()
+
+        def load() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            for index in range(80):
+                connection.request("GET", f"/r{index}")
+                connection.getresponse().read()
+                time.sleep(0.04)
+            connection.close()
+            done.set()
+
+        threading.Thread(target=load, daemon=True).start()
+        for _ in range(2):  # two reloads while requests flow
+            time.sleep(1.2)
+            script.write_text(script.read_text() + "\n")
+        assert done.wait(30)
+        time.sleep(1.5)
+        records = collector.wait_for(81)
+        sockets_after = socket_count(proxy.process.pid)
+    finally:
+        proxy.stop()
+    targets = [r["httpRequestTarget"] for r in records]
+    assert sorted(targets) == sorted(["/warm"] + [f"/r{i}" for i in range(80)])  # once each
+    assert proxy.log().count("Loading script") >= 3
+    assert sockets_after <= sockets_before  # the old exporters' sockets are gone
