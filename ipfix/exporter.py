@@ -230,7 +230,8 @@ class Exporter:
             self.statistics.max_flush_ms = max(self.statistics.max_flush_ms, flush_ms)
             if now >= self._next_log:
                 self._next_log = now + self._statistics_interval_ms
-                logger.info(self.statistics_line())
+                # the task count lets a soak test see leaks of tasks anywhere in the process
+                logger.info(f"{self.statistics_line()}, {len(asyncio.all_tasks())} tasks")
             if self._queue:
                 await asyncio.sleep(0)  # let the proxy run between batches
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -155,3 +156,31 @@ def test_after_close_records_go_out_synchronously() -> None:
     assert sorted(f["flowId"] for f in receiver.flows) == [1001, 1002]
     exporter.shutdown()
     receiver.close()
+
+
+def test_blackholed_collector_never_blocks_the_producer() -> None:
+    """A collector that reads nothing: the kernel drops silently, and nobody waits."""
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hole.bind(("127.0.0.1", 0))
+
+    async def scenario() -> tuple[Exporter, float]:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{hole.getsockname()[1]}")],
+                            SessionConfig(flush_interval_ms=1), queue_size=1_000_000)
+        exporter.start()
+        slowest = 0.0
+        for index in range(20_000):
+            started = time.perf_counter()
+            exporter.submit(sample_record(index))
+            slowest = max(slowest, time.perf_counter() - started)
+            if index % 1000 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        exporter.close()
+        return exporter, slowest
+
+    exporter, slowest = asyncio.run(scenario())
+    hole.close()
+    assert exporter.statistics.exported == 20_000  # handed to the kernel, all of them
+    assert exporter.queued == 0
+    assert slowest < 0.05  # submit is an append, whatever the collector does

@@ -192,3 +192,23 @@ def test_bad_config_is_refused(bad: dict[str, int]) -> None:
 def test_message_too_small_for_templates_is_refused() -> None:
     with pytest.raises(ValueError, match="too small"):
         ExportSession(SessionConfig(max_message_size=150), NOW_MS)
+
+
+def test_clock_jumps_and_stalls_keep_sequence_numbers_right() -> None:
+    """Wall-clock steps back and forth, and long stalls, change timers, never the counting."""
+    session = ExportSession(SessionConfig(flush_interval_ms=10), NOW_MS)
+    datagrams = []
+    times = [NOW_MS, NOW_MS + 5, NOW_MS - 3_600_000, NOW_MS - 3_599_990, NOW_MS + 86_400_000,
+             NOW_MS + 86_400_001, 0, 5, NOW_MS]
+    for index, now in enumerate(times):
+        for offset in range(7):
+            session.add(sample_record(index * 10 + offset), now)
+        datagrams += session.poll(now)
+        datagrams += session.poll(now + 1_000_000)  # a stalled loop wakes up late
+    datagrams += session.flush(NOW_MS)
+    messages = decode_all(datagrams)
+    expected = 0
+    for message in messages:
+        assert message.sequence_number == expected
+        expected += message.data_record_count
+    assert len(flow_records(messages)) == 7 * len(times)

@@ -13,6 +13,7 @@ Variants run interleaved, round after round, in a rotating order:
     ipfix     -s addon/flowexport.py, IPFIX to the sink, default options
     netflow9  the same with NetFlow v9
     two       IPFIX and NetFlow v9 to two sinks at once
+    dead      IPFIX to a port where nothing listens (ICMP port unreachable), not default
 
 Prints per-variant medians (requests/s, p50, p99) with their spread, and the ratios
 against `empty` and `none`. Needs wrk and taskset (Debian: wrk, util-linux).
@@ -105,6 +106,12 @@ class Helper:
         return out
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,7 +130,8 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
         command += ["-s", str(ROOT / "addon" / "flowexport.py")]
         targets = {"ipfix": [f"127.0.0.1:{sinks[0].port}"],
                    "netflow9": [f"netflow9://127.0.0.1:{sinks[0].port}"],
-                   "two": [f"127.0.0.1:{sinks[0].port}", f"netflow9://127.0.0.1:{sinks[1].port}"]}
+                   "two": [f"127.0.0.1:{sinks[0].port}", f"netflow9://127.0.0.1:{sinks[1].port}"],
+                   "dead": [f"127.0.0.1:{free_udp_port()}"]}
         for target in targets[variant]:
             command += ["--set", f"flowexport_collectors={target}"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
