@@ -80,3 +80,11 @@ def test_file_writer_output_reads_back(tmp_path: Path) -> None:
     assert result.stdout.count("flow record from") == 30
     assert "httpRequestTarget" in result.stdout and "/items/29" in result.stdout
     assert "0 lost" in result.stderr
+
+
+def test_collector_listens_on_loopback_by_default() -> None:
+    from ipfix.collector import DEFAULT_LISTEN, build_parser, parse_endpoint
+
+    assert build_parser().parse_args([]).listen is None  # falls back to DEFAULT_LISTEN
+    assert parse_endpoint(DEFAULT_LISTEN) == ("127.0.0.1", 4739)
+    assert parse_endpoint("[::1]:9995") == ("::1", 9995)
