@@ -27,6 +27,16 @@ from .types import (
     DataType,
 )
 
+try:  # the optional C encoder; without it the Python code below does the same work
+    from . import _speedups
+except ImportError:  # pragma: no cover - no compiler where this was installed
+    _speedups = None  # type: ignore[assignment]
+
+
+def native_encoder_available() -> bool:
+    return _speedups is not None
+
+
 MIN_DATA_TEMPLATE_ID = 256  # RFC 7011 §3.4.1: ids 0-255 are reserved for set ids
 MAX_VARLEN = 0xFFFF
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -155,6 +165,10 @@ def _to_boolean(value: object) -> int:
     return 1 if value else 2  # RFC 7011 §6.1.5: true is 1, false is 2
 
 
+# the C encoder's plan: kind, wire length, byte limit per field (ipfix/_speedups.c)
+_NATIVE_ENTRY = struct.Struct("!BHHx")
+_NATIVE_UINT, _NATIVE_IPV4, _NATIVE_IPV6, _NATIVE_VARLEN, _NATIVE_FIXED_TEXT = range(5)
+
 _STRUCT_CODES = {
     (True, 1): "B", (True, 2): "H", (True, 4): "I", (True, 8): "Q",
     (False, 1): "b", (False, 2): "h", (False, 4): "i", (False, 8): "q",
@@ -228,6 +242,7 @@ class RecordEncoder:
             else:
                 codes = "".join(self._fixed_code(i, f) for i, f in enumerate(run_fields, start))
                 self._plan.append((struct.Struct("!" + codes), start, stop))
+        self._native_plan = self._build_native_plan()
         self._caches: list[dict[object, bytes]] = [{} for _ in fields]
         shape = [packer is None for packer, _, _ in self._plan]
         self._split: int | None = None  # fields before it: one struct; after: all text
@@ -235,6 +250,29 @@ class RecordEncoder:
             self._split = self._plan[-1][1]
             self._head = self._plan[0][0] if shape == [False, True] else None
             self._tail_caches = self._caches[self._split:]
+
+    def _build_native_plan(self) -> bytes | None:
+        """The C encoder's plan, when it is installed and knows every field of the template."""
+        if _speedups is None:
+            return None
+        entries = []
+        for index, field in enumerate(self.template.fields):
+            data_type, length = field.element.data_type, field.length
+            if data_type in UNSIGNED_TYPES or data_type in (DataType.DATE_TIME_SECONDS,
+                                                            DataType.DATE_TIME_MILLISECONDS):
+                if length not in (1, 2, 4, 8):
+                    return None
+                kind = _NATIVE_UINT
+            elif data_type is DataType.IPV4_ADDRESS:
+                kind = _NATIVE_IPV4
+            elif data_type is DataType.IPV6_ADDRESS:
+                kind = _NATIVE_IPV6
+            elif data_type is DataType.STRING:
+                kind = _NATIVE_VARLEN if field.is_variable_length else _NATIVE_FIXED_TEXT
+            else:
+                return None
+            entries.append(_NATIVE_ENTRY.pack(kind, length, self._limits[index]))
+        return b"".join(entries)
 
     def _fixed_code(self, index: int, field: TemplateField) -> str:
         element, length, data_type = field.element, field.length, field.element.data_type
@@ -265,6 +303,10 @@ class RecordEncoder:
 
     def encode(self, values: Sequence[object], limits: Sequence[int] | None = None) -> bytes:
         """One data record; strings over their limit are cut at a character boundary."""
+        if self._native_plan is not None and limits is None:
+            record: bytes | None = _speedups.encode(values, self._native_plan)
+            if record is not None:
+                return record
         if len(values) != self._count:
             raise EncodeError(f"template {self.template.template_id} has {self._count} fields, "
                               f"got {len(values)} values")

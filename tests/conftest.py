@@ -62,3 +62,15 @@ def free_udp_port() -> int:
 @pytest.fixture
 def udp_port() -> int:
     return free_udp_port()
+
+
+@pytest.fixture(params=["native", "python"])
+def encoder_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C encoder and again with the pure-Python one."""
+    from ipfix import template
+
+    if request.param == "python":
+        monkeypatch.setattr(template, "_speedups", None)
+    elif not template.native_encoder_available():
+        pytest.skip("the C encoder is not built here")
+    return str(request.param)

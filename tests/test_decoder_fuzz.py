@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,8 @@ from ipfix.decoder import Decoder
 from ipfix.errors import DecodeError
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
+
+pytestmark = pytest.mark.usefixtures("encoder_impl")
 
 _, IPFIX_STREAM = run_session([sample_record(i) for i in range(8)])
 _, V9_STREAM = run_session([sample_record(i) for i in range(4)], ExportFormat.NETFLOW9)

@@ -6,6 +6,7 @@ import struct
 from ipaddress import ip_address
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,8 @@ from ipfix.ie import DEFAULT_REGISTRY as REG
 from ipfix.session import ExportFormat
 from ipfix.template import utf8_prefix
 from tests.conftest import decode_all, flow_records, run_session
+
+pytestmark = pytest.mark.usefixtures("encoder_impl")
 
 U64 = st.integers(0, 2**64 - 1)
 text = st.text(max_size=300) | st.sampled_from(

@@ -16,6 +16,8 @@ from ipfix.options import (
 from ipfix.session import ExportFormat, ExportSession, SessionConfig
 from tests.conftest import NOW_MS, decode_all, flow_records, run_session, sample_record
 
+pytestmark = pytest.mark.usefixtures("encoder_impl")
+
 
 def set_ids(payload: bytes, header: int) -> list[int]:
     ids, offset = [], header

@@ -13,6 +13,8 @@ from ipfix.message import IpfixPacker, ipfix_template_record
 from ipfix.netflow9 import Netflow9Packer, v9_template_record
 from ipfix.template import RecordEncoder, make_template, utf8_prefix
 
+pytestmark = pytest.mark.usefixtures("encoder_impl")
+
 PEN = (57011).to_bytes(4, "big")  # 0x0000DEB3
 
 

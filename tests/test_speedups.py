@@ -1,0 +1,66 @@
+"""The optional C encoder gives the same bytes as the Python one, and never crashes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipfix import _speedups, template
+from ipfix.errors import EncodeError
+from ipfix.http import DEFAULT_MAX_LENGTHS, ipfix_http_templates, netflow9_http_templates
+from ipfix.ie import DEFAULT_REGISTRY
+from ipfix.template import RecordEncoder
+
+pytestmark = pytest.mark.skipif(not template.native_encoder_available(),
+                                reason="C encoder not built")
+
+TEMPLATES = ipfix_http_templates(DEFAULT_REGISTRY) + netflow9_http_templates(DEFAULT_REGISTRY)
+
+
+def value_for(field: template.TemplateField) -> st.SearchStrategy[object]:
+    data_type = field.element.data_type.name
+    if data_type.startswith("IPV4"):
+        return st.ip_addresses(v=4).map(str) | st.just("") | st.text(max_size=5)
+    if data_type.startswith("IPV6"):
+        return st.ip_addresses(v=6).map(str) | st.just("") | st.text(max_size=50)
+    if data_type == "STRING":
+        return st.text(max_size=300) | st.binary(max_size=5) | st.none()
+    bits = 8 * field.length
+    return st.integers(-5, 2**bits + 5) | st.integers(0, 2**bits - 1)
+
+
+@st.composite
+def template_and_values(draw: st.DrawFn) -> tuple[template.Template, list[object]]:
+    chosen = draw(st.sampled_from(TEMPLATES))
+    return chosen, [draw(value_for(f)) for f in chosen.fields]
+
+
+@settings(max_examples=400, deadline=None)
+@given(template_and_values())
+def test_same_bytes_or_same_error(case: tuple[template.Template, list[object]]) -> None:
+    chosen, values = case
+    native = RecordEncoder(chosen, DEFAULT_MAX_LENGTHS, terminate_fixed_strings=True)
+    assert native._native_plan is not None
+    python = RecordEncoder(chosen, DEFAULT_MAX_LENGTHS, terminate_fixed_strings=True)
+    python._native_plan = None
+    outcomes = []
+    for encoder in (native, python):
+        try:
+            outcomes.append(encoder.encode(values))
+        except (EncodeError, ValueError, TypeError) as exc:
+            outcomes.append(type(exc).__name__.encode())
+    assert outcomes[0] == outcomes[1]
+    assert native.truncations.count == python.truncations.count
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.lists(st.one_of(st.integers(), st.text(max_size=20),
+                                                  st.none(), st.binary(max_size=4)),
+                                        max_size=12))
+def test_hostile_plans_and_values_never_crash(plan: bytes, values: list[object]) -> None:
+    try:
+        result = _speedups.encode(values, plan)
+    except (ValueError, TypeError):
+        return
+    assert result is None or isinstance(result, bytes)
