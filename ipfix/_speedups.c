@@ -3,10 +3,10 @@
  * given as text, and strings (variable-length, or fixed-width and NUL-padded).
  *
  * It does one thing the pure-Python RecordEncoder does too, only faster: the Python
- * encoder stays the reference, and the tests run both. Anything unusual (a value of
- * the wrong type, an integer out of range, a string that must be cut, text that is not
- * encodable) returns None, and the caller takes the Python path, which knows how to
- * truncate, count and raise the proper errors.
+ * encoder stays the reference, and the tests run both. Strings over their limit are cut
+ * on a UTF-8 character boundary and counted, as in Python. Anything unusual (a value of
+ * the wrong type, an integer out of range, text that is not encodable) returns None, and
+ * the caller takes the Python path, which raises the proper errors.
  *
  * Plan: a bytes object of 6-byte entries, one per field: kind (1), length (2), limit (2),
  * pad (1); lengths and limits big-endian.
@@ -50,6 +50,18 @@ static int read_plan(PyObject *plan, field_t *fields, Py_ssize_t *count) {
     return 0;
 }
 
+/* The longest prefix of UTF-8 `data` of at most `limit` bytes ending on a character. */
+static Py_ssize_t utf8_cut(const char *data, Py_ssize_t size, Py_ssize_t limit) {
+    if (size <= limit) {
+        return size;
+    }
+    Py_ssize_t cut = limit;
+    while (cut > 0 && (((unsigned char)data[cut]) & 0xC0) == 0x80) {
+        cut--;
+    }
+    return cut;
+}
+
 /* The UTF-8 of a str (borrowed, cached by CPython), or NULL with no error set when the
  * value is not a str or not encodable (lone surrogates). */
 static const char *utf8_of(PyObject *value, Py_ssize_t *size) {
@@ -86,8 +98,9 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     }
     PyObject **items = PySequence_Fast_ITEMS(seq);
 
-    /* First pass: check every value and size the record. */
+    /* First pass: check every value, cut long strings, size the record. */
     Py_ssize_t total = 0;
+    Py_ssize_t cuts = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         field_t *f = &fields[i];
         PyObject *v = items[i];
@@ -106,19 +119,29 @@ static PyObject *encode(PyObject *self, PyObject *args) {
             total += f->kind == KIND_IPV4 ? 4 : 16;
             break;
         case KIND_VARLEN:
-            text[i] = utf8_of(v, &text_size[i]);
-            if (text[i] == NULL || text_size[i] > f->limit || text_size[i] > 0xFFFF) {
-                goto fallback; /* the Python path cuts and counts */
+        case KIND_FIXED_TEXT: {
+            Py_ssize_t limit = f->limit;
+            if (f->kind == KIND_FIXED_TEXT && limit > f->length) {
+                limit = f->length;
             }
-            total += (text_size[i] < 255 ? 1 : 3) + text_size[i];
-            break;
-        case KIND_FIXED_TEXT:
-            text[i] = utf8_of(v, &text_size[i]);
-            if (text[i] == NULL || text_size[i] > f->limit || text_size[i] > f->length) {
-                goto fallback;
+            if (limit > 0xFFFF) {
+                limit = 0xFFFF;
             }
-            total += f->length;
+            text[i] = utf8_of(v, &text_size[i]);
+            if (text[i] == NULL) {
+                goto fallback; /* not a str, or not encodable: Python decides */
+            }
+            if (text_size[i] > limit) {
+                text_size[i] = utf8_cut(text[i], text_size[i], limit);
+                cuts++;
+            }
+            if (f->kind == KIND_VARLEN) {
+                total += (text_size[i] < 255 ? 1 : 3) + text_size[i];
+            } else {
+                total += f->length;
+            }
             break;
+        }
         }
     }
 
@@ -199,7 +222,8 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         }
     }
     Py_DECREF(seq);
-    return out;
+    PyObject *result = Py_BuildValue("(Nn)", out, cuts);
+    return result;
 
 fallback:
     Py_DECREF(seq);
@@ -208,7 +232,7 @@ fallback:
 
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
-     "encode(values, plan) -> bytes or None: one data record, or None for the Python path."},
+     "encode(values, plan) -> (record, strings cut) or None for the Python path."},
     {NULL, NULL, 0, NULL},
 };
 

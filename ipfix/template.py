@@ -304,8 +304,11 @@ class RecordEncoder:
     def encode(self, values: Sequence[object], limits: Sequence[int] | None = None) -> bytes:
         """One data record; strings over their limit are cut at a character boundary."""
         if self._native_plan is not None and limits is None:
-            record: bytes | None = _speedups.encode(values, self._native_plan)
-            if record is not None:
+            result = _speedups.encode(values, self._native_plan)
+            if result is not None:
+                record, cuts = result
+                if cuts:
+                    self.truncations.count += cuts
                 return record
         if len(values) != self._count:
             raise EncodeError(f"template {self.template.template_id} has {self._count} fields, "

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from ipfix import template
 from ipfix.http import HttpFlowRecord
 from ipfix.session import ExportFormat, ExportSession, SessionConfig
 
@@ -121,8 +122,11 @@ def main() -> None:
         for record in records:
             encode(record)
 
-    def make_encoder_run(fmt: ExportFormat) -> Callable[[], None]:
+    def make_encoder_run(fmt: ExportFormat, native: bool = True) -> Callable[[], None]:
         session = ExportSession(SessionConfig(format=fmt), now)
+        if not native:  # the pure-Python encoder, as where no compiler was available
+            for record_encoder in session.encoder._encoders:
+                record_encoder._native_plan = None
         encoder, budget = session.encoder, session._packer.record_budget
 
         def run() -> None:
@@ -145,6 +149,7 @@ def main() -> None:
     variants = {
         "msgspec.json": json_run,
         "ipfix record": make_encoder_run(ExportFormat.IPFIX),
+        "ipfix record (pure Py)": make_encoder_run(ExportFormat.IPFIX, native=False),
         "ipfix record+message": make_session_run(ExportFormat.IPFIX),
         "v9 record": make_encoder_run(ExportFormat.NETFLOW9),
         "v9 record+message": make_session_run(ExportFormat.NETFLOW9),
@@ -156,7 +161,9 @@ def main() -> None:
     base = statistics.median(samples["msgspec.json"])
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, {platform.python_version()}")
     print(f"{len(records)} records, 7 interleaved rounds, median per record")
-    print(f"{'variant':<22}{'us/record':>10}{'records/s':>12}{'vs json':>9}  spread")
+    native = "with" if template.native_encoder_available() else "WITHOUT"
+    print(f"{native} the C encoder (ipfix/_speedups.c)")
+    print(f"{'variant':<24}{'us/record':>10}{'records/s':>12}{'vs json':>9}  spread")
     for name, values in samples.items():
         median = statistics.median(values)
         spread = (max(values) - min(values)) / median * 100
