@@ -15,8 +15,9 @@ Variants run interleaved, round after round, in a rotating order:
     two       IPFIX and NetFlow v9 to two sinks at once
     dead      IPFIX to a port where nothing listens (ICMP port unreachable), not default
 
-Prints per-variant medians (requests/s, p50, p99) with their spread, and the ratios
-against `empty` and `none`. Needs wrk and taskset (Debian: wrk, util-linux).
+Prints per-variant medians (requests/s, p50, p99, and mitmdump's CPU time per request
+from /proc, which shared-machine noise disturbs less than throughput) with their spread,
+and the ratios against `empty` and `none`. Needs wrk and taskset (Debian: wrk, util-linux).
 """
 
 from __future__ import annotations
@@ -145,9 +146,16 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
     raise RuntimeError(f"mitmdump ({variant}) did not start")
 
 
-def parse_wrk(output: str) -> tuple[float, float, float]:
-    """requests/s, p50 ms, p99 ms."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_wrk(output: str) -> tuple[float, float, float, int]:
+    """requests/s, p50 ms, p99 ms, requests."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
 
     def percentile(label: str) -> float:
         match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
@@ -155,16 +163,20 @@ def parse_wrk(output: str) -> tuple[float, float, float]:
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return rps, percentile("50"), percentile("99")
+    return rps, percentile("50"), percentile("99"), requests
 
 
-def measure(port: int, seconds: int) -> tuple[float, float, float]:
+def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, float]:
+    """requests/s, p50 ms, p99 ms, and mitmdump's CPU microseconds per request."""
     url = f"http://127.0.0.1:{port}/"
     subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", "-d2s", url],
                    capture_output=True, check=True)  # warm up: connections, caches
+    cpu = cpu_seconds(pid)
     result = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", f"-d{seconds}s",
                              "--latency", url], capture_output=True, text=True, check=True)
-    return parse_wrk(result.stdout)
+    cpu = cpu_seconds(pid) - cpu
+    rps, p50, p99, requests = parse_wrk(result.stdout)
+    return rps, p50, p99, cpu / max(requests, 1) * 1e6
 
 
 def main() -> int:
@@ -191,7 +203,7 @@ def main() -> int:
     upstream = Helper("--serve-upstream")
     sinks = [Helper("--serve-sink"), Helper("--serve-sink")]
     variants = args.variants.split(",")
-    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    results: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as confdir:
         empty = Path(confdir) / "empty.py"
         empty.write_text("# hosts no addon: the cost of loading a script at all\n")
@@ -200,30 +212,31 @@ def main() -> int:
             for variant in order:
                 process, port = start_mitmdump(variant, upstream.port, sinks, confdir, empty)
                 try:
-                    results[variant].append(measure(port, args.seconds))
+                    results[variant].append(measure(port, args.seconds, process.pid))
                 finally:
                     process.terminate()
                     process.wait(timeout=20)
-                rps, p50, p99 = results[variant][-1]
+                rps, p50, p99, cpu = results[variant][-1]
                 print(f"round {round_index + 1} {variant:<9} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
-                      f"  p99 {p99:6.2f} ms", flush=True)
+                      f"  p99 {p99:6.2f} ms  cpu {cpu:6.0f} us/req", flush=True)
     received = sum(int(sink.finish() or 0) for sink in sinks)
     upstream.process.kill()
     print(f"\n{args.rounds} rounds x {args.seconds} s, wrk -t1 -c20, mitmdump on core 0; "
           f"sinks received {received} datagrams")
-    medians = {v: tuple(statistics.median(r[i] for r in results[v]) for i in range(3))
+    medians = {v: tuple(statistics.median(r[i] for r in results[v]) for i in range(4))
                for v in variants}
     print(f"{'variant':<10}{'req/s':>9}{'spread':>8}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'/empty':>8}{'/none':>8}{'p99/empty':>10}")
+          f"{'/empty':>8}{'/none':>8}{'p99/empty':>10}{'cpu us/req':>11}{'cpu/empty':>10}")
     for variant in variants:
-        rps, p50, p99 = medians[variant]
+        rps, p50, p99, cpu = medians[variant]
         values = [r[0] for r in results[variant]]
         spread = (max(values) - min(values)) / rps * 100
         vs_empty = rps / medians["empty"][0] if "empty" in medians else float("nan")
         vs_none = rps / medians["none"][0] if "none" in medians else float("nan")
         p99_ratio = p99 / medians["empty"][2] if "empty" in medians else float("nan")
+        cpu_ratio = cpu / medians["empty"][3] if "empty" in medians else float("nan")
         print(f"{variant:<10}{rps:>9.0f}{spread:>7.1f}%{p50:>8.2f}{p99:>8.2f}"
-              f"{vs_empty:>8.3f}{vs_none:>8.3f}{p99_ratio:>10.3f}")
+              f"{vs_empty:>8.3f}{vs_none:>8.3f}{p99_ratio:>10.3f}{cpu:>11.0f}{cpu_ratio:>10.3f}")
     return 0
 
 
