@@ -33,6 +33,7 @@ DEFAULT_COLLECTOR = "127.0.0.1:4739"
 RESOLVE_RETRY_MS = 30_000
 PROBE_INTERVAL_MS = 1_000  # while a collector refuses, send one datagram a second to see
 LOG_INTERVAL_MS = 10_000  # at most one error line per collector in this time
+WAKE_AT_RECORDS = 128  # a queue this long wakes the task at once; shorter ones wait a little
 
 
 class CollectorKind(StrEnum):
@@ -152,6 +153,11 @@ class Exporter:
         self._prepare = prepare
         self.statistics = ExporterStatistics()
         self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch_timer: asyncio.TimerHandle | None = None
+        # records wait this long in the queue at most, then the message they join waits
+        # for the flush interval: under 1.5 flush intervals in all
+        self._queue_wait_s = max(config.flush_interval_ms, 2) / 2000
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._statistics_interval_ms = config.statistics_interval_ms
@@ -172,8 +178,14 @@ class Exporter:
                 target.session.count_not_sent(1, now)
             return False
         self._queue.append(item)
-        if self._wakeup is not None and len(self._queue) == 1:
-            self._wakeup.set()
+        queued = len(self._queue)
+        if self._loop is not None and self._wakeup is not None:
+            # one wake-up per batch, not per record: waking the task costs more than
+            # encoding a record
+            if queued == 1:
+                self._batch_timer = self._loop.call_later(self._queue_wait_s, self._wakeup.set)
+            elif queued == WAKE_AT_RECORDS:
+                self._wakeup.set()
         return True
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -181,9 +193,10 @@ class Exporter:
     def start(self) -> asyncio.Task[None]:
         """Start the background task on the running loop; the caller keeps the reference."""
         self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         if self._queue:  # records queued before the loop ran
             self._wakeup.set()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="flowexport")
+        self._task = self._loop.create_task(self._run(), name="flowexport")
         return self._task
 
     def close(self) -> None:
@@ -192,6 +205,10 @@ class Exporter:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        self._loop = None
         self._closed = True
         now = self._clock()
         self._reopen()
@@ -221,7 +238,8 @@ class Exporter:
         loop = asyncio.get_running_loop()
         while True:
             now = self._clock()
-            await self._resolve(loop, now)
+            if any(t.sock is None and t.writer is None for t in self._targets):
+                await self._resolve(loop, now)
             started = time.perf_counter()
             self._drain(now)
             for target in self._targets:
@@ -232,9 +250,6 @@ class Exporter:
                 self._next_log = now + self._statistics_interval_ms
                 # the task count lets a soak test see leaks of tasks anywhere in the process
                 logger.info(f"{self.statistics_line()}, {len(asyncio.all_tasks())} tasks")
-            if self._queue:
-                await asyncio.sleep(0)  # let the proxy run between batches
-                continue
             self._wakeup.clear()
             deadline = min([t.session.next_deadline() for t in self._targets] + [self._next_log])
             delay = max(deadline - self._clock(), 0) / 1000
@@ -242,6 +257,9 @@ class Exporter:
                 await asyncio.wait_for(self._wakeup.wait(), delay)
 
     def _drain(self, now: int) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
         while self._queue:
             batch = list(self._queue)
             self._queue.clear()
