@@ -57,9 +57,11 @@ def metering_statistics_values(domain: int, stats: ExportStatistics) -> tuple[ob
 
 
 def exporting_statistics_template(registry: Registry) -> Template:
-    """RFC 7011 §4.3: what the exporting process could not send, and when it first/last lost."""
+    """RFC 7011 §4.3: what the exporting process could not send, and when it first and last
+    lost a record (observationTimeMilliseconds twice, as §4.3 describes)."""
     names = ("exportingProcessId", "notSentFlowTotalCount", "notSentPacketTotalCount",
-             "notSentOctetTotalCount", "flowStartMilliseconds", "flowEndMilliseconds")
+             "notSentOctetTotalCount", "observationTimeMilliseconds",
+             "observationTimeMilliseconds")
     return make_template(EXPORTING_STATISTICS_TEMPLATE_ID, [registry[n] for n in names],
                          scope_field_count=1)
 

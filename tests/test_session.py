@@ -139,6 +139,9 @@ def test_statistics_records_report_totals_and_drops() -> None:
     assert exporting[0]["notSentFlowTotalCount"] == 3 + failed.flow_records
     assert exporting[0]["notSentPacketTotalCount"] == 1
     assert exporting[0]["notSentOctetTotalCount"] == len(failed.payload)
+    # RFC 7011 §4.3: the times of the first and the last loss, observationTimeMilliseconds twice
+    assert exporting[0]["observationTimeMilliseconds"] == NOW_MS + 5
+    assert exporting[0]["observationTimeMilliseconds#2"] == NOW_MS + 6
 
 
 def test_oversize_record_is_truncated_to_fit_and_counted() -> None:
