@@ -23,3 +23,12 @@ def test_pmacct_primitives_match_the_registry() -> None:
     assert (deploy / "primitives-ipfix.lst").read_text() == pmacct_primitives(DEFAULT_REGISTRY)
     assert (deploy / "primitives-netflow9.lst").read_text() == pmacct_primitives(
         DEFAULT_REGISTRY, netflow9=True)
+
+
+def test_nfacctd_configs_match_the_registry() -> None:
+    from ipfix.fields import nfacctd_config
+
+    deploy = ROOT / "deploy" / "pmacct"
+    assert (deploy / "nfacctd-ipfix.conf").read_text() == nfacctd_config(DEFAULT_REGISTRY)
+    assert (deploy / "nfacctd-netflow9.conf").read_text() == nfacctd_config(
+        DEFAULT_REGISTRY, netflow9=True)

@@ -100,3 +100,59 @@ def test_nfacctd_decodes_standard_and_enterprise_fields(tmp_path: Path, udp_port
         assert str(row[snake_case("downloadedBytes")]) == str(record.downloaded_bytes)
         assert str(row[snake_case("flowId")]) == str(record.flow_id)
         assert str(row[snake_case("initiatorOctets")]) == str(record.initiator_octets)
+
+
+def shipped_config(tmp_path: Path, fmt: ExportFormat, port: int) -> tuple[Path, Path]:
+    """The committed nfacctd config, with only address, port and paths changed for the test."""
+    flavour = "ipfix" if fmt is ExportFormat.IPFIX else "netflow9"
+    output = tmp_path / "flows.json"
+    replace = {"nfacctd_ip": "127.0.0.1", "nfacctd_port": str(port),
+               "aggregate_primitives": str(PRIMITIVES[fmt]), "print_output_file": str(output),
+               "print_refresh_time": "1"}
+    lines = []
+    for line in (DEPLOY / f"nfacctd-{flavour}.conf").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        lines.append(f"{key}: {replace[key]}" if key in replace else line)
+    config = tmp_path / "nfacctd.conf"
+    config.write_text("\n".join(lines) + "\n")
+    return config, output
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_nfacctd_behind_a_real_mitmdump(tmp_path: Path, udp_port: int, fmt: ExportFormat) -> None:
+    """The main job with a collector teams run: mitmdump -> addon -> nfacctd -> JSON."""
+    import shutil as shell
+
+    from tests.e2e import Mitmdump, Upstream, curl
+
+    if shell.which("curl") is None:
+        pytest.skip("curl not installed")
+    config, output = shipped_config(tmp_path, fmt, udp_port)
+    log = tmp_path / "nfacctd.log"
+    with log.open("w") as log_file:
+        collector = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=log_file,
+                                     stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while "waiting for" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        scheme = "ipfix" if fmt is ExportFormat.IPFIX else "netflow9"
+        with Upstream() as upstream, Mitmdump(
+                tmp_path, "--mode", f"reverse:{upstream.url}", "--set", "keep_host_header=true",
+                "--set", f"flowexport_collectors={scheme}://127.0.0.1:{udp_port}") as proxy:
+            for path in ("/shop/cart?item=7", "/missing?q=x"):
+                curl("-H", "Host: pmacct.test", f"{proxy.url}{path}")
+        time.sleep(2.5)  # mitmdump flushed at exit; one print refresh
+    finally:
+        collector.send_signal(signal.SIGINT)
+        collector.wait(timeout=15)
+    rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
+    by_target = {row[snake_case("httpRequestTarget")]: row for row in rows}
+    assert set(by_target) == {"/shop/cart", "/missing"}, log.read_text()
+    cart, missing = by_target["/shop/cart"], by_target["/missing"]
+    assert cart[snake_case("httpRequestHost")] == "pmacct.test"
+    assert cart[snake_case("httpRequestQuery")] == "item=7"
+    assert str(cart[snake_case("httpStatusCode")]) == "200"
+    assert str(missing[snake_case("httpStatusCode")]) == "404"
+    assert str(cart[snake_case("downloadedBytes")]) == "5"  # "hello"
+    assert cart["bytes"] > 0 and int(cart[snake_case("initiatorOctets")]) > 0
