@@ -32,3 +32,25 @@ def test_nfacctd_configs_match_the_registry() -> None:
     assert (deploy / "nfacctd-ipfix.conf").read_text() == nfacctd_config(DEFAULT_REGISTRY)
     assert (deploy / "nfacctd-netflow9.conf").read_text() == nfacctd_config(
         DEFAULT_REGISTRY, netflow9=True)
+
+
+def test_goflow2_mapping_matches_the_registry_and_is_consistent() -> None:
+    import ruamel.yaml
+
+    from ipfix.fields import goflow2_mapping
+
+    path = ROOT / "deploy" / "goflow2" / "mapping.yaml"
+    assert path.read_text() == goflow2_mapping(DEFAULT_REGISTRY)
+    mapping = ruamel.yaml.YAML(typ="safe").load(path.read_text())
+    declared = {p["name"]: p for p in mapping["formatter"]["protobuf"]}
+    assert len({p["index"] for p in declared.values()}) == len(declared)  # unique numbers
+    assert set(declared) <= set(mapping["formatter"]["fields"])
+    for section in ("ipfix", "netflowv9"):
+        assert {m["destination"] for m in mapping[section]["mapping"]} == set(declared)
+    query = next(m for m in mapping["ipfix"]["mapping"]
+                 if m["destination"] == "http_request_query")
+    assert (query["field"], query["pen"], query["penprovided"]) == (3, 57011, True)
+    assert mapping["formatter"]["render"]["http_request_query"] == "string"
+    v9_query = next(m for m in mapping["netflowv9"]["mapping"]
+                    if m["destination"] == "http_request_query")
+    assert v9_query["field"] == 32768 + 3
