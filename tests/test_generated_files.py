@@ -54,3 +54,20 @@ def test_goflow2_mapping_matches_the_registry_and_is_consistent() -> None:
     v9_query = next(m for m in mapping["netflowv9"]["mapping"]
                     if m["destination"] == "http_request_query")
     assert v9_query["field"] == 32768 + 3
+
+
+def test_libfds_elements_match_the_registry_and_parse() -> None:
+    import xml.etree.ElementTree as ET
+
+    from ipfix.fields import libfds_elements
+
+    path = ROOT / "deploy" / "ipfixcol2" / "flowexport-elements.xml"
+    assert path.read_text() == libfds_elements(DEFAULT_REGISTRY)
+    root = ET.fromstring(path.read_text())
+    assert root.findtext("scope/pen") == "57011"
+    names = {e.findtext("name"): (e.findtext("id"), e.findtext("dataType"))
+             for e in root.findall("element")}
+    assert names["httpRequestQuery"] == ("3", "string")
+    assert names["uploadedBytes"] == ("1", "unsigned64")
+    assert len(names) == len(DEFAULT_REGISTRY.enterprise_elements())
+    ET.parse(ROOT / "deploy" / "ipfixcol2" / "startup.xml")  # well-formed
