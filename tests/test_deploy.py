@@ -1,0 +1,121 @@
+"""deploy/: the entrypoint's command line, run for real without Docker; the compose file's
+references; several proxy processes whose records stay apart at the collector."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ruamel.yaml
+
+from ipfix.exporter import parse_collector
+from tests.e2e import ADDON, Collector, Upstream, curl, free_port, wait_until
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+ENTRYPOINT = DEPLOY / "entrypoint.sh"
+
+
+def entrypoint_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    env = dict(os.environ, FLOWEXPORT_ADDON=str(ADDON), FLOWEXPORT_CONFDIR=str(tmp_path),
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env.update(values)
+    return env
+
+
+def test_entrypoint_builds_the_command_from_the_environment(tmp_path: Path) -> None:
+    result = subprocess.run(["sh", str(ENTRYPOINT)], capture_output=True, text=True, check=True,
+                            env=entrypoint_env(
+                                tmp_path, FLOWEXPORT_DRY_RUN="1",
+                                FLOWEXPORT_UPSTREAM="http://app:8000",
+                                FLOWEXPORT_COLLECTORS="collector:4739,netflow9://goflow2:2055",
+                                FLOWEXPORT_DOMAIN_ID="7",
+                                FLOWEXPORT_OPTIONS="--set flowexport_cookies=names"))
+    args = result.stdout.splitlines()
+    assert args[0] == "mitmdump"
+    assert "reverse:http://app:8000" in args and "keep_host_header=true" in args
+    assert "flowexport_collectors=collector:4739" in args
+    assert "flowexport_collectors=netflow9://goflow2:2055" in args
+    assert "flowexport_observation_domain_id=7" in args
+    assert args[-2:] == ["--set", "flowexport_cookies=names"]
+
+
+def test_entrypoint_refuses_to_start_without_an_upstream(tmp_path: Path) -> None:
+    env = entrypoint_env(tmp_path)
+    env.pop("FLOWEXPORT_UPSTREAM", None)
+    result = subprocess.run(["sh", str(ENTRYPOINT)], capture_output=True, text=True, env=env,
+                            check=False)
+    assert result.returncode != 0 and "FLOWEXPORT_UPSTREAM" in result.stderr
+
+
+def start_proxy(tmp_path: Path, upstream: Upstream, collector: Collector, domain: int
+                ) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    confdir = tmp_path / f"conf{domain}"
+    confdir.mkdir()
+    log = (tmp_path / f"proxy{domain}.log").open("w")
+    process = subprocess.Popen(
+        ["sh", str(ENTRYPOINT)], stdout=log, stderr=subprocess.STDOUT,
+        env=entrypoint_env(confdir, FLOWEXPORT_UPSTREAM=upstream.url,
+                           FLOWEXPORT_LISTEN_HOST="127.0.0.1",
+                           FLOWEXPORT_LISTEN_PORT=str(port),
+                           FLOWEXPORT_COLLECTORS=collector.address,
+                           FLOWEXPORT_DOMAIN_ID=str(domain)))
+
+    def listening() -> bool:
+        return curl(f"http://127.0.0.1:{port}/ready", timeout=2).returncode == 0
+
+    assert wait_until(listening, 30), (tmp_path / f"proxy{domain}.log").read_text()
+    return process, port
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_scale_out_records_stay_apart(tmp_path: Path) -> None:
+    """Two proxy processes, as behind a load balancer: one collector tells them apart."""
+    with Upstream() as upstream, Collector() as collector:
+        proxies = [start_proxy(tmp_path, upstream, collector, domain) for domain in (1, 2)]
+        try:
+            for index, (_, port) in enumerate(proxies * 3):
+                curl(f"http://127.0.0.1:{port}/via{index % 2 + 1}")
+            records = collector.wait_for(6, where=lambda r: r["httpRequestTarget"] != "/ready")
+        finally:
+            for process, _ in proxies:
+                process.terminate()
+                process.wait(timeout=20)
+        lost = collector.stop()
+    records = [r for r in records if r["httpRequestTarget"] != "/ready"]
+    by_domain = {d: {r["httpRequestTarget"] for r in records if r["_domain"] == d} for d in (1, 2)}
+    assert by_domain == {1: {"/via1"}, 2: {"/via2"}}
+    assert len({r["_exporter"] for r in records}) == 2  # two sockets, two template spaces
+    assert "0 lost by sequence numbers" in lost
+
+
+def test_compose_file_refers_to_files_that_exist() -> None:
+    compose = ruamel.yaml.YAML(typ="safe").load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    for name, service in services.items():
+        build = service.get("build")
+        if build:
+            assert (DEPLOY / build["context"] / build["dockerfile"]).is_file(), name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (DEPLOY / source).is_file(), (name, source)
+    collectors = services["proxy"]["environment"]["FLOWEXPORT_COLLECTORS"].split()
+    for entry in collectors:
+        host = parse_collector(entry).host
+        assert host in services, entry  # every collector is a service of the file
+    assert "8080:8080" in services["proxy"]["ports"]
+
+
+def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert text.startswith("#") and "FROM mitmproxy/mitmproxy:12." in text
+    assert "pip install --no-cache-dir /opt/flowexport" in text
+    assert "USER mitmproxy" in text and "HEALTHCHECK" in text
+    assert 'ENTRYPOINT ["flowexport-entrypoint"]' in text
+    for source in ("pyproject.toml", "setup.py", "README.md", "ipfix", "addon",
+                   "deploy/entrypoint.sh"):
+        assert (DEPLOY.parent / source).exists(), source
