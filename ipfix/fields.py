@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 
+import msgspec
+
 from .http import DEFAULT_V9_WIDTHS, HTTP_FIELDS
 from .ie import DEFAULT_ENTERPRISE_NUMBER, InformationElement, Registry, build_registry
 from .netflow9 import DEFAULT_PRIVATE_BASE, v9_field_type
@@ -233,6 +235,18 @@ def libfds_elements(registry: Registry) -> str:
     return "\n".join(lines) + "\n"
 
 
+def registry_json(registry: Registry) -> str:
+    """Every element of the registry as JSON, for tools that build their own configuration."""
+    in_record = {e.key for e in http_record_elements(registry)}
+    rows = [{"name": e.name, "elementId": e.element_id,
+             "enterpriseNumber": e.enterprise_number,
+             "dataType": iana_type_name(e.data_type), "semantics": iana_name(e.semantics),
+             "units": iana_name(e.units), "description": e.description,
+             "netflow9FieldType": v9_field_type(e), "inHttpRecord": e.key in in_record}
+            for e in registry]
+    return msgspec.json.format(msgspec.json.encode(rows), indent=2).decode() + "\n"
+
+
 def iana_name(value: Enum) -> str:
     """DELTA_COUNTER -> deltaCounter, as IANA's registries write names."""
     first, *rest = value.name.lower().split("_")
@@ -258,6 +272,7 @@ GENERATORS: dict[str, Callable[[Registry], str]] = {
     "goflow2": goflow2_mapping,
     "libfds": libfds_elements,
     "clickhouse": clickhouse_schema,
+    "json": registry_json,
     "nfacctd-ipfix": nfacctd_config,
     "nfacctd-netflow9": lambda r: nfacctd_config(r, netflow9=True),
     "markdown": markdown_table,

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -51,46 +52,40 @@ def test_entrypoint_refuses_to_start_without_an_upstream(tmp_path: Path) -> None
     assert result.returncode != 0 and "FLOWEXPORT_UPSTREAM" in result.stderr
 
 
-def start_proxy(tmp_path: Path, upstream: Upstream, collector: Collector, domain: int
-                ) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    confdir = tmp_path / f"conf{domain}"
-    confdir.mkdir()
-    log = (tmp_path / f"proxy{domain}.log").open("w")
-    process = subprocess.Popen(
-        ["sh", str(ENTRYPOINT)], stdout=log, stderr=subprocess.STDOUT,
-        env=entrypoint_env(confdir, FLOWEXPORT_UPSTREAM=upstream.url,
-                           FLOWEXPORT_LISTEN_HOST="127.0.0.1",
-                           FLOWEXPORT_LISTEN_PORT=str(port),
-                           FLOWEXPORT_COLLECTORS=collector.address,
-                           FLOWEXPORT_DOMAIN_ID=str(domain)))
-
-    def listening() -> bool:
-        return curl(f"http://127.0.0.1:{port}/ready", timeout=2).returncode == 0
-
-    assert wait_until(listening, 30), (tmp_path / f"proxy{domain}.log").read_text()
-    return process, port
+def answers(port: int) -> bool:
+    return curl(f"http://127.0.0.1:{port}/ready", timeout=2).returncode == 0
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_scale_out_records_stay_apart(tmp_path: Path) -> None:
-    """Two proxy processes, as behind a load balancer: one collector tells them apart."""
+    """deploy/scale-out.sh starts two proxy processes, as behind a load balancer: one
+    collector tells their records apart by observation domain and exporter."""
+    first = free_port()
+    second = first + 1
     with Upstream() as upstream, Collector() as collector:
-        proxies = [start_proxy(tmp_path, upstream, collector, domain) for domain in (1, 2)]
+        script = subprocess.Popen(
+            ["sh", str(DEPLOY / "scale-out.sh"), "2", str(first)], stdout=subprocess.PIPE,
+            text=True, env=entrypoint_env(tmp_path, FLOWEXPORT_UPSTREAM=upstream.url,
+                                          FLOWEXPORT_LISTEN_HOST="127.0.0.1",
+                                          FLOWEXPORT_COLLECTORS=collector.address,
+                                          TMPDIR=str(tmp_path)))
         try:
-            for index, (_, port) in enumerate(proxies * 3):
+            for port in (first, second):
+                assert wait_until(partial(answers, port), 30)
+            for index in range(6):
+                port = (first, second)[index % 2]
                 curl(f"http://127.0.0.1:{port}/via{index % 2 + 1}")
             records = collector.wait_for(6, where=lambda r: r["httpRequestTarget"] != "/ready")
         finally:
-            for process, _ in proxies:
-                process.terminate()
-                process.wait(timeout=20)
-        lost = collector.stop()
+            script.terminate()  # the script stops its proxies, which flush
+            out, _ = script.communicate(timeout=30)
+        report = collector.stop()
+    assert f"server proxy2 127.0.0.1:{second} check" in out  # the HAProxy backend it prints
     records = [r for r in records if r["httpRequestTarget"] != "/ready"]
     by_domain = {d: {r["httpRequestTarget"] for r in records if r["_domain"] == d} for d in (1, 2)}
     assert by_domain == {1: {"/via1"}, 2: {"/via2"}}
     assert len({r["_exporter"] for r in records}) == 2  # two sockets, two template spaces
-    assert "0 lost by sequence numbers" in lost
+    assert "0 lost by sequence numbers" in report
 
 
 def test_compose_file_refers_to_files_that_exist() -> None:

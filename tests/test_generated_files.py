@@ -71,3 +71,18 @@ def test_libfds_elements_match_the_registry_and_parse() -> None:
     assert names["uploadedBytes"] == ("1", "unsigned64")
     assert len(names) == len(DEFAULT_REGISTRY.enterprise_elements())
     ET.parse(ROOT / "deploy" / "ipfixcol2" / "startup.xml")  # well-formed
+
+
+def test_registry_json_matches_and_covers_every_element() -> None:
+    import json
+
+    from ipfix.fields import registry_json
+
+    path = ROOT / "deploy" / "elements.json"
+    assert path.read_text() == registry_json(DEFAULT_REGISTRY)
+    rows = json.loads(path.read_text())
+    assert len(rows) == len(DEFAULT_REGISTRY)
+    query = next(r for r in rows if r["name"] == "httpRequestQuery")
+    assert (query["elementId"], query["enterpriseNumber"], query["netflow9FieldType"]) == (
+        3, 57011, 32771)
+    assert query["inHttpRecord"] and query["dataType"] == "string"
