@@ -21,8 +21,13 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
+# every benchmark, one after the other (about 12 minutes; needs wrk and taskset for the proxy)
 bench: $(STAMP)
-	$(PY) -m tests.bench.run
+	$(PY) -m tests.bench.encode
+	$(PY) -m tests.bench.export_path rate --seconds 30
+	$(PY) -m tests.bench.export_path memory --records 1000000
+	$(PY) -m tests.bench.recovery
+	$(PY) -m tests.bench.proxy
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
