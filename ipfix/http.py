@@ -18,7 +18,7 @@ import msgspec
 
 from .errors import EncodeError
 from .ie import InformationElement, Registry
-from .netflow9 import FIRST_SWITCHED, LAST_SWITCHED, v9_field_type
+from .netflow9 import DEFAULT_PRIVATE_BASE, FIRST_SWITCHED, LAST_SWITCHED, v9_field_type
 from .template import RecordEncoder, Template, TemplateField, TruncationCounter
 from .types import VARIABLE_LENGTH
 
@@ -208,7 +208,7 @@ class HttpRecordEncoder:
         *,
         max_lengths: Mapping[str, int] = DEFAULT_MAX_LENGTHS,
         netflow9_boot_time_ms: int | None = None,
-        netflow9_private_base: int = 32768,
+        netflow9_private_base: int = DEFAULT_PRIVATE_BASE,
         truncations: TruncationCounter | None = None,
     ) -> None:
         self.truncations = truncations or TruncationCounter()
