@@ -169,7 +169,7 @@ class Exporter:
         """Queue a record (or an item for `prepare`); False when the queue was full."""
         self.statistics.records += 1
         if self._closed:  # shutting down: no task any more, export right away
-            self._export_now([item])
+            self._export_now([item], release=True)
             return True
         if len(self._queue) >= self._queue_size:
             self.statistics.dropped += 1
@@ -265,7 +265,10 @@ class Exporter:
             self._queue.clear()
             self._export_now(batch, now)
 
-    def _export_now(self, items: list[Any], now: int | None = None) -> None:
+    def _export_now(self, items: list[Any], now: int | None = None, *,
+                    release: bool = False) -> None:
+        """Encode and send `items`; `release` closes sockets and files afterwards (a record
+        that came after `close`)."""
         now = self._clock() if now is None else now
         if self._closed:  # after close: a socket of its own, so templates go first
             self._reopen()
@@ -291,7 +294,7 @@ class Exporter:
                 self._send(target, target.session.flush(now), now)
             else:
                 self._send(target, target.session.poll(now), now)
-        if self._closed:
+        if release:
             self.shutdown()
 
     # -- sending --------------------------------------------------------------------------

@@ -184,3 +184,36 @@ def test_blackholed_collector_never_blocks_the_producer() -> None:
     assert exporter.statistics.exported == 20_000  # handed to the kernel, all of them
     assert exporter.queued == 0
     assert slowest < 0.05  # submit is an append, whatever the collector does
+
+
+def test_close_sends_the_final_statistics_without_errors() -> None:
+    receiver = Receiver()
+    receiver.decoder = Decoder(strict_text=True)
+    options: list[int] = []
+
+    async def scenario() -> Exporter:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
+                            SessionConfig(statistics_interval_ms=3_600_000))
+        exporter.start()
+        for index in range(5):
+            exporter.submit(sample_record(index))
+        await asyncio.sleep(0.05)
+        for index in range(5, 10):  # still queued when close() comes
+            exporter.submit(sample_record(index))
+        exporter.close()  # queued records, then the final statistics, then sockets closed
+        return exporter
+
+    exporter = asyncio.run(scenario())
+    time.sleep(0.05)
+    while True:
+        try:
+            data, peer = receiver.sock.recvfrom(65535)
+        except BlockingIOError:
+            break
+        message = receiver.decoder.decode(data, peer)
+        options += [r.template_id for r in message.records if r.is_options]
+        receiver.flows += [r.fields for r in message.records if not r.is_options]
+    assert len(receiver.flows) == 10
+    assert 261 in options and 262 in options  # RFC 7011 statistics at shutdown
+    assert exporter.statistics.send_errors == 0
+    receiver.close()
