@@ -110,6 +110,7 @@ class ExporterStatistics(msgspec.Struct, kw_only=True):
     send_errors: int = 0
     truncations: int = 0
     max_flush_ms: float = 0.0
+    cpu_seconds: float = 0.0  # spent by the background task: encoding, framing, sending
 
 
 class _Target:
@@ -241,9 +242,11 @@ class Exporter:
             if any(t.sock is None and t.writer is None for t in self._targets):
                 await self._resolve(loop, now)
             started = time.perf_counter()
+            cpu = time.process_time()
             self._drain(now)
             for target in self._targets:
                 self._send(target, target.session.poll(now), now)
+            self.statistics.cpu_seconds += time.process_time() - cpu
             flush_ms = (time.perf_counter() - started) * 1000
             self.statistics.max_flush_ms = max(self.statistics.max_flush_ms, flush_ms)
             if now >= self._next_log:
@@ -408,4 +411,5 @@ class Exporter:
                 f"{stats.datagrams} datagrams, {stats.octets} bytes, {stats.dropped} dropped, "
                 f"{stats.encode_errors} unencodable, {stats.send_errors} send errors, "
                 f"{stats.truncations} truncated fields, max flush {stats.max_flush_ms:.1f} ms, "
+                f"{stats.cpu_seconds / max(stats.records, 1) * 1e6:.1f} us CPU/record, "
                 f"{len(self._queue)} queued")
