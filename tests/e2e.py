@@ -280,6 +280,7 @@ class Receiver:
         self.port = int(self.sock.getsockname()[1])
         self.decoder = Decoder(strict_text=True)  # invalid UTF-8 on the wire fails the test
         self.flows: list[dict[str, Any]] = []
+        self.options: list[int] = []  # template ids of the options records received
         self.skipped = 0
         self.sequences = SequenceTracker()
 
@@ -293,6 +294,7 @@ class Receiver:
             self.sequences.observe(peer, message)
             self.skipped += len(message.skipped_sets)
             self.flows += [r.fields for r in message.records if not r.is_options]
+            self.options += [r.template_id for r in message.records if r.is_options]
 
     def close(self) -> None:
         self.sock.close()

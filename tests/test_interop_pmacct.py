@@ -37,6 +37,18 @@ def primitive_names(path: Path) -> list[str]:
             if line.startswith("name=")]
 
 
+def start_nfacctd(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """nfacctd with `config`, once it says it is waiting for data."""
+    with log.open("w") as log_file:
+        process = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while "waiting for" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "waiting for" in log.read_text(), log.read_text()
+    return process
+
+
 def run_nfacctd(tmp_path: Path, port: int, fmt: ExportFormat) -> list[dict[str, object]]:
     output = tmp_path / "flows.json"
     names = primitive_names(PRIMITIVES[fmt])
@@ -54,14 +66,8 @@ def run_nfacctd(tmp_path: Path, port: int, fmt: ExportFormat) -> list[dict[str, 
         "",
     ]))
     log = tmp_path / "nfacctd.log"
-    with log.open("w") as log_file:
-        process = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=log_file,
-                                   stderr=subprocess.STDOUT)
+    process = start_nfacctd(config, log)
     try:
-        deadline = time.monotonic() + 15
-        while "waiting for" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "waiting for" in log.read_text(), log.read_text()
         _, datagrams = run_session(RECORDS, fmt)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for datagram in datagrams:
@@ -129,13 +135,8 @@ def test_nfacctd_behind_a_real_mitmdump(tmp_path: Path, udp_port: int, fmt: Expo
         pytest.skip("curl not installed")
     config, output = shipped_config(tmp_path, fmt, udp_port)
     log = tmp_path / "nfacctd.log"
-    with log.open("w") as log_file:
-        collector = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=log_file,
-                                     stderr=subprocess.STDOUT)
+    collector = start_nfacctd(config, log)
     try:
-        deadline = time.monotonic() + 15
-        while "waiting for" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
         scheme = "ipfix" if fmt is ExportFormat.IPFIX else "netflow9"
         with Upstream() as upstream, Mitmdump(
                 tmp_path, "--mode", f"reverse:{upstream.url}", "--set", "keep_host_header=true",
