@@ -561,7 +561,8 @@ class FlowExport:
                 statistics_interval_ms=options.flowexport_statistics_interval_s * 1000,
                 max_lengths=max_lengths, netflow9_widths=widths,
                 netflow9_private_base=options.flowexport_netflow9_private_base,
-                netflow9_enterprise_fields=options.flowexport_netflow9_private_fields)
+                netflow9_enterprise_fields=options.flowexport_netflow9_private_fields,
+                sampling_interval=options.flowexport_sampling)
             for spec in collectors:  # builds templates: refuses sizes and widths that cannot work
                 Exporter([spec], session)
         except ValueError as exc:

@@ -15,7 +15,11 @@ from .template import Template, TemplateField, make_template
 TYPE_INFO_TEMPLATE_ID = 260
 METERING_STATISTICS_TEMPLATE_ID = 261
 EXPORTING_STATISTICS_TEMPLATE_ID = 262
+SAMPLING_TEMPLATE_ID = 263
 NETFLOW9_STATISTICS_TEMPLATE_ID = 260
+NETFLOW9_SAMPLING_TEMPLATE_ID = 261
+SYSTEMATIC_COUNT_BASED = 1  # selectorAlgorithm (RFC 5477): 1-in-N
+DETERMINISTIC = 1  # samplingAlgorithm (v9 SAMPLING_ALGORITHM)
 
 
 class ExportStatistics(msgspec.Struct, kw_only=True):
@@ -84,3 +88,28 @@ def netflow9_statistics_template(registry: Registry) -> Template:
 def netflow9_statistics_values(source_id: int, stats: ExportStatistics) -> tuple[object, ...]:
     return (source_id, stats.messages, stats.flow_records, stats.octets,
             stats.not_sent_flow_records, stats.not_sent_messages, stats.not_sent_octets)
+
+
+def sampling_template(registry: Registry) -> Template:
+    """1-in-N flow sampling of an observation domain, in the PSAMP elements (RFC 5477) and in
+    the older samplingInterval that many collectors still read."""
+    names = ("observationDomainId", "selectorAlgorithm", "samplingPacketInterval",
+             "samplingPacketSpace", "samplingInterval")
+    return make_template(SAMPLING_TEMPLATE_ID, [registry[n] for n in names],
+                         scope_field_count=1)
+
+
+def sampling_values(domain: int, one_in: int) -> tuple[object, ...]:
+    # PSAMP: select 1, then skip N-1
+    return (domain, SYSTEMATIC_COUNT_BASED, 1, one_in - 1, one_in)
+
+
+def netflow9_sampling_template(registry: Registry) -> Template:
+    """v9 SAMPLING_INTERVAL (34) and SAMPLING_ALGORITHM (35) with scope System."""
+    fields = (TemplateField(SCOPE_SYSTEM, 4), TemplateField(registry["samplingInterval"], 4),
+              TemplateField(registry["samplingAlgorithm"], 1))
+    return Template(NETFLOW9_SAMPLING_TEMPLATE_ID, fields, scope_field_count=1)
+
+
+def netflow9_sampling_values(source_id: int, one_in: int) -> tuple[object, ...]:
+    return (source_id, one_in, DETERMINISTIC)

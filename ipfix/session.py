@@ -43,15 +43,21 @@ from .netflow9 import (
 from .options import (
     EXPORTING_STATISTICS_TEMPLATE_ID,
     METERING_STATISTICS_TEMPLATE_ID,
+    NETFLOW9_SAMPLING_TEMPLATE_ID,
     NETFLOW9_STATISTICS_TEMPLATE_ID,
+    SAMPLING_TEMPLATE_ID,
     TYPE_INFO_TEMPLATE_ID,
     ExportStatistics,
     exporting_statistics_template,
     exporting_statistics_values,
     metering_statistics_template,
     metering_statistics_values,
+    netflow9_sampling_template,
+    netflow9_sampling_values,
     netflow9_statistics_template,
     netflow9_statistics_values,
+    sampling_template,
+    sampling_values,
     type_info_template,
     type_info_values,
 )
@@ -82,10 +88,11 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     netflow9_private_base: int = DEFAULT_PRIVATE_BASE
     netflow9_enterprise_fields: bool = True
     exporting_process_id: int = msgspec.field(default_factory=os.getpid)
+    sampling_interval: int = 1  # 1-in-N flow sampling upstream of the session, announced
 
     def __post_init__(self) -> None:
         for name in ("flush_interval_ms", "template_refresh_ms", "template_refresh_messages",
-                     "statistics_interval_ms"):
+                     "statistics_interval_ms", "sampling_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
         if not 0 <= self.observation_domain_id <= 0xFFFFFFFF:
@@ -123,6 +130,8 @@ class ExportSession:
             option_templates = [type_info_template(self.registry),
                                 metering_statistics_template(self.registry),
                                 exporting_statistics_template(self.registry)]
+            if config.sampling_interval > 1:
+                option_templates.append(sampling_template(self.registry))
             self._template_sets = [(TEMPLATE_SET_ID, [ipfix_template_record(t) for t in templates]),
                                    (OPTIONS_TEMPLATE_SET_ID,
                                     [ipfix_template_record(t) for t in option_templates])]
@@ -137,6 +146,8 @@ class ExportSession:
                 netflow9_private_base=config.netflow9_private_base,
                 truncations=self.truncations)
             option_templates = [netflow9_statistics_template(self.registry)]
+            if config.sampling_interval > 1:
+                option_templates.append(netflow9_sampling_template(self.registry))
             base = config.netflow9_private_base
             self._template_sets = [
                 (TEMPLATE_FLOWSET_ID, [v9_template_record(t, base) for t in templates]),
@@ -149,7 +160,7 @@ class ExportSession:
                 if len(record) > self._packer.record_budget:
                     raise ValueError(f"max message size {config.max_message_size} is too small "
                                      f"for a {len(record)}-byte template record")
-        self._type_records = self._type_info_records()
+        self._type_records = self._type_info_records() + self._sampling_records()
         self._budget = self._packer.record_budget
         self._refresh_messages = config.template_refresh_messages
         self._templates_due_ms = now_ms  # the first message carries the templates
@@ -247,6 +258,20 @@ class ExportSession:
                 self._add(set_id, record, now_ms, is_data=False)
         for template_id, record in self._type_records:
             self._add(template_id, record, now_ms, is_data=True)
+
+    def _sampling_records(self) -> list[tuple[int, bytes]]:
+        """The sampling announcement, sent with every template refresh."""
+        config = self.config
+        if config.sampling_interval <= 1:
+            return []
+        if config.format is ExportFormat.IPFIX:
+            template_id = SAMPLING_TEMPLATE_ID
+            values = sampling_values(config.observation_domain_id, config.sampling_interval)
+        else:
+            template_id = NETFLOW9_SAMPLING_TEMPLATE_ID
+            values = netflow9_sampling_values(config.observation_domain_id,
+                                              config.sampling_interval)
+        return [(template_id, self._option_encoders[template_id].encode(values))]
 
     def _type_info_records(self) -> list[tuple[int, bytes]]:
         if self.config.format is not ExportFormat.IPFIX:

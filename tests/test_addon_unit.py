@@ -154,10 +154,12 @@ def test_bad_options_quote_the_value(option: str, value: object, quoted: str) ->
 def test_options_are_parsed_once_into_settings() -> None:
     addon, context = configured(
         flowexport_collectors=["netflow9://[::1]:2055", "file:/tmp/x.ipfix", "127.0.0.1:4739"],
-        flowexport_observation_domain_id=7, flowexport_max_lengths=["httpRequestHost=32"])
+        flowexport_observation_domain_id=7, flowexport_max_lengths=["httpRequestHost=32"],
+        flowexport_sampling=5)
     with context:
         settings = addon.settings
     assert [str(c) for c in settings.collectors] == [
         "netflow9://[::1]:2055", "file:/tmp/x.ipfix", "ipfix://127.0.0.1:4739"]
     assert settings.session.observation_domain_id == 7
     assert settings.session.max_lengths["httpRequestHost"] == 32
+    assert settings.sampling == settings.session.sampling_interval == 5  # announced too

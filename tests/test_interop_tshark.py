@@ -207,3 +207,15 @@ def test_wrong_set_length_is_caught_by_our_decoder_even_if_tshark_is_silent() ->
         decoder.decode(bytes(payload))
 
 
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_tshark_reads_the_sampling_options(tmp_path: Path, fmt: ExportFormat) -> None:
+    _, datagrams = run_session(RECORDS, fmt, sampling_interval=10)
+    capture = tmp_path / "sampled.pcap"
+    write_pcap(capture, [d.payload for d in datagrams])
+    args = ("-r", str(capture), "-d", "udp.port==4739,cflow")
+    assert tshark_problems(*args) == ""
+    found = [f for f in flows(tshark_json(*args)) if "cflow.sampling_interval" in f]
+    assert found and found[0]["cflow.sampling_interval"] == "10"
+    assert len(http_flows(tshark_json(*args))) == len(RECORDS)

@@ -217,3 +217,19 @@ def test_clock_jumps_and_stalls_keep_sequence_numbers_right() -> None:
         assert message.sequence_number == expected
         expected += message.data_record_count
     assert len(flow_records(messages)) == 7 * len(times)
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_sampling_is_announced_with_the_templates(fmt: ExportFormat) -> None:
+    _, datagrams = run_session([sample_record()], fmt, sampling_interval=10)
+    records = [r.fields for m in decode_all(datagrams) for r in m.records if r.is_options]
+    if fmt is ExportFormat.IPFIX:
+        (sampling,) = [r for r in records if "samplingPacketSpace" in r]
+        assert sampling["selectorAlgorithm"] == 1  # systematic count-based (RFC 5477)
+        assert (sampling["samplingPacketInterval"], sampling["samplingPacketSpace"]) == (1, 9)
+    else:
+        (sampling,) = [r for r in records if "samplingAlgorithm" in r]
+    assert sampling["samplingInterval"] == 10
+    _, plain = run_session([sample_record()], fmt)
+    assert not [r for m in decode_all(plain) for r in m.records
+                if "samplingInterval" in r.fields]
