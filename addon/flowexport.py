@@ -12,9 +12,6 @@ registering them in sys.modules, and dataclasses then cannot resolve strings.)
 
 
 import asyncio
-import functools
-import hashlib
-import hmac
 import logging
 import re
 import time
@@ -30,6 +27,7 @@ from mitmproxy.proxy import mode_specs, server_hooks
 from ipfix.exporter import DEFAULT_COLLECTOR, CollectorSpec, Exporter, parse_collector
 from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
+from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED, cookie_value, redact_query
 from ipfix.session import SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -49,10 +47,6 @@ class Termination:
 
 
 END_ACTIVE_TIMEOUT, END_OF_FLOW, END_FORCED = 2, 3, 4  # flowEndReason (IANA)
-COOKIE_MODES = ("off", "names", "hashed", "full")
-DEFAULT_REDACTED = ("token", "password", "passwd", "secret", "key", "auth", "session",
-                    "signature", "sig", "code")
-REDACTED = "REDACTED"
 
 
 @dataclass(frozen=True)
@@ -113,49 +107,6 @@ def _text(value: bytes) -> str:
 _REQUEST_HEADERS = {b"host": "host", b"user-agent": "user_agent", b"content-type": "content_type",
                     b"referer": "referrer", b"x-forwarded-for": "x_forwarded_for",
                     b"cookie": "cookie"}
-
-
-def redact_query(query: str, names: frozenset[str]) -> str:
-    """Replace values of sensitive parameters; a name matches whole or as a _ - . part."""
-    if not names or not query or _mentions(names, query) is None:
-        return query
-    parts = query.split("&")
-    changed = False
-    for index, part in enumerate(parts):
-        name, sep, _ = part.partition("=")
-        lowered = name.lower()
-        if lowered in names or (sep and any(
-                word in names for word in lowered.replace("-", "_").replace(".", "_").split("_"))):
-            parts[index] = f"{name}={REDACTED}"
-            changed = True
-    return "&".join(parts) if changed else query
-
-
-@functools.cache
-def _mention_pattern(names: frozenset[str]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(n) for n in sorted(names)), re.IGNORECASE)
-
-
-def _mentions(names: frozenset[str], text: str) -> re.Match[str] | None:
-    """A cheap first look: most queries name no sensitive parameter at all."""
-    return _mention_pattern(names).search(text)
-
-
-def cookie_value(header: str, mode: str, key: bytes) -> str:
-    """The Cookie header as the privacy mode allows: nothing, names, keyed hashes, or all."""
-    if mode == "off" or not header:
-        return ""
-    if mode == "full":
-        return header
-    out = []
-    for pair in header.split(";"):
-        name, _, value = pair.strip().partition("=")
-        if mode == "names":
-            out.append(name)
-        else:
-            digest = hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
-            out.append(f"{name}={digest}")
-    return "; ".join(out)
 
 
 def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> HttpFlowRecord:
