@@ -206,14 +206,11 @@ class Exporter:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        if self._batch_timer is not None:
-            self._batch_timer.cancel()
-            self._batch_timer = None
         self._loop = None
         self._closed = True
         now = self._clock()
         self._reopen()
-        self._drain(now)
+        self._drain(now)  # also cancels a pending batch timer
         for target in self._targets:
             self._send(target, target.session.flush_with_statistics(now), now)
         self.shutdown()
