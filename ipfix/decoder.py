@@ -215,11 +215,6 @@ class Decoder:
             return self._decode_netflow9(bytes(data), exporter)
         raise DecodeError(f"unsupported version {version}", offset=0)
 
-    def forget(self, exporter: Hashable) -> None:
-        """Drop an exporter's templates (it restarted, or went away)."""
-        self._templates.pop(exporter, None)
-        self._learned.pop(exporter, None)
-
     # -- IPFIX ----------------------------------------------------------------------------
 
     def _decode_ipfix(self, data: bytes, exporter: Hashable) -> DecodedMessage:
@@ -515,6 +510,3 @@ class Decoder:
         templates = self._templates.get(exporter)
         if templates is not None:
             templates.pop((version, domain, template_id), None)
-
-    def template_count(self, exporter: Hashable) -> int:
-        return len(self._templates.get(exporter, ()))

@@ -75,10 +75,6 @@ class MessagePacker(ABC):
         budget = self.max_message_size - self.header_size - SET_HEADER.size
         return budget - budget % self.padding
 
-    @property
-    def is_empty(self) -> bool:
-        return not self._sets
-
     def add(
         self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
     ) -> None:

@@ -79,11 +79,6 @@ class Template(msgspec.Struct, frozen=True):
     def names(self) -> tuple[str, ...]:
         return tuple(f.element.name for f in self.fields)
 
-    @property
-    def min_record_length(self) -> int:
-        """Smallest possible encoded record (each varlen field empty, one length byte)."""
-        return sum(1 if f.is_variable_length else f.length for f in self.fields)
-
 
 def make_template(
     template_id: int,
