@@ -1,23 +1,27 @@
 """Proxy throughput and latency with and without the exporter, measured side by side.
 
-    .venv/bin/python -m tests.bench.proxy                 # 5 rounds of 8 s per variant
-    .venv/bin/python -m tests.bench.proxy --rounds 3 --seconds 5
+    .venv/bin/python -m tests.bench.proxy                 # 12 rounds of 4 s per variant
+    .venv/bin/python -m tests.bench.proxy --rounds 6 --variants empty,ipfix
 
-mitmdump (reverse mode, `-q`) runs pinned to core 0; the upstream, the UDP sink that
-stands in for a collector, and wrk (one thread, 20 keep-alive connections) share core 1.
-Variants run interleaved, round after round, in a rotating order:
+One mitmdump per variant (reverse mode, `-q`), all started at once, pinned to core 0 and
+kept running for the whole benchmark; the upstream, the UDP sinks that stand in for
+collectors, and wrk (one thread, 20 keep-alive connections) share core 1. Each round
+loads every variant once, for a few seconds, in a rotating order:
 
     none      mitmdump with no script
     empty     mitmdump -s an empty script (the fair baseline: hosting a script costs)
     empty-b   the same again: the A/A pair that shows the noise floor
-    ipfix     -s addon/flowexport.py, IPFIX to the sink, default options
+    ipfix     -s addon/flowexport.py, IPFIX to a sink, default options
     netflow9  the same with NetFlow v9
     two       IPFIX and NetFlow v9 to two sinks at once
-    dead      IPFIX to a port where nothing listens (ICMP port unreachable), not default
+    dead      IPFIX to a port where nothing listens (ICMP port unreachable)
 
-Prints per-variant medians (requests/s, p50, p99, and mitmdump's CPU time per request
-from /proc, which shared-machine noise disturbs less than throughput) with their spread,
-and the ratios against `empty` and `none`. Needs wrk and taskset (Debian: wrk, util-linux).
+Why this shape: on a shared machine the load of other tenants drifts over minutes, and
+a fresh process per measurement adds its own start-up luck. Short rounds and ratios
+taken within each round (variant / empty of the same round) cancel most of both. Prints
+per-variant medians (requests/s, p50, p99, mitmdump's CPU time per request from /proc)
+and the medians of per-round ratios with their 25th-75th percentile. Needs wrk and
+taskset (Debian: wrk, util-linux).
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
     elif variant != "none":
         command += ["-s", str(ROOT / "addon" / "flowexport.py")]
         targets = {"ipfix": [f"127.0.0.1:{sinks[0].port}"],
-                   "netflow9": [f"netflow9://127.0.0.1:{sinks[0].port}"],
+                   "netflow9": [f"netflow9://127.0.0.1:{sinks[1].port}"],
                    "two": [f"127.0.0.1:{sinks[0].port}", f"netflow9://127.0.0.1:{sinks[1].port}"],
                    "dead": [f"127.0.0.1:{free_udp_port()}"]}
         for target in targets[variant]:
@@ -179,12 +183,62 @@ def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, flo
     return rps, p50, p99, cpu / max(requests, 1) * 1e6
 
 
+class Variant:
+    """One mitmdump, started once and kept for the whole run, with its measurements."""
+
+    def __init__(self, name: str, process: subprocess.Popen[bytes], port: int) -> None:
+        self.name = name
+        self.process = process
+        self.port = port
+        self.runs: list[tuple[float, float, float, float]] = []  # one per round
+
+    def column(self, index: int) -> list[float]:
+        return [run[index] for run in self.runs]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """25th, 50th and 75th percentile (the spread of per-round ratios is their distance)."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    low, mid, high = statistics.quantiles(values, n=4, method="inclusive")
+    return low, mid, high
+
+
+def ratios(variant: Variant, base: Variant, index: int) -> list[float]:
+    """Per-round ratios: both measured in the same round, minutes of drift cancel out."""
+    return [a / b for a, b in zip(variant.column(index), base.column(index), strict=True)]
+
+
+def report(variants: dict[str, Variant], rounds: int, seconds: int, received: int) -> None:
+    print(f"\n{rounds} rounds x {seconds} s per variant, wrk -t1 -c20, every mitmdump on core 0 "
+          f"and kept running; sinks received {received} datagrams")
+    print("ratios are medians of per-round ratios [25th-75th percentile]")
+    base = variants.get("empty")
+    none = variants.get("none")
+    print(f"{'variant':<9}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}"
+          f"{'req/s vs empty':>22}{'vs none':>8}{'p99 vs empty':>21}{'cpu vs empty':>21}")
+    for variant in variants.values():
+        rps, p50, p99, cpu = (statistics.median(variant.column(i)) for i in range(4))
+        line = f"{variant.name:<9}{rps:>7.0f}{p50:>8.2f}{p99:>8.2f}{cpu:>11.0f}"
+        if base is not None:
+            for index in (0,):
+                low, mid, high = quartiles(ratios(variant, base, index))
+                line += f"{mid:>8.3f} [{low:.3f}-{high:.3f}]"
+        if none is not None:
+            line += f"{statistics.median(ratios(variant, none, 0)):>8.3f}"
+        if base is not None:
+            for index in (2, 3):
+                low, mid, high = quartiles(ratios(variant, base, index))
+                line += f"{mid:>7.3f} [{low:.3f}-{high:.3f}]"
+        print(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--variants", default="none,empty,empty-b,ipfix,netflow9,two")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--variants", default="none,empty,empty-b,ipfix,netflow9,two,dead")
     parser.add_argument("role", nargs="?", choices=("--serve-upstream", "--serve-sink"),
                         help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
@@ -202,41 +256,33 @@ def main() -> int:
     os.sched_setaffinity(0, {1})  # this process, the upstream and the sinks live on core 1
     upstream = Helper("--serve-upstream")
     sinks = [Helper("--serve-sink"), Helper("--serve-sink")]
-    variants = args.variants.split(",")
-    results: dict[str, list[tuple[float, float, float, float]]] = {v: [] for v in variants}
+    names = args.variants.split(",")
+    variants: dict[str, Variant] = {}
     with tempfile.TemporaryDirectory() as confdir:
         empty = Path(confdir) / "empty.py"
         empty.write_text("# hosts no addon: the cost of loading a script at all\n")
-        for round_index in range(args.rounds):
-            order = variants[round_index % len(variants):] + variants[:round_index % len(variants)]
-            for variant in order:
-                process, port = start_mitmdump(variant, upstream.port, sinks, confdir, empty)
-                try:
-                    results[variant].append(measure(port, args.seconds, process.pid))
-                finally:
-                    process.terminate()
-                    process.wait(timeout=20)
-                rps, p50, p99, cpu = results[variant][-1]
-                print(f"round {round_index + 1} {variant:<9} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
-                      f"  p99 {p99:6.2f} ms  cpu {cpu:6.0f} us/req", flush=True)
+        try:
+            for name in names:
+                variants[name] = Variant(name, *start_mitmdump(name, upstream.port, sinks,
+                                                               confdir, empty))
+            for variant in variants.values():  # warm up: connections, caches, first templates
+                measure(variant.port, 2, variant.process.pid)
+            for round_index in range(args.rounds):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    variant = variants[name]
+                    variant.runs.append(measure(variant.port, args.seconds, variant.process.pid))
+                    rps, p50, p99, cpu = variant.runs[-1]
+                    print(f"round {round_index + 1} {name:<9} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
+                          f"  p99 {p99:6.2f} ms  cpu {cpu:6.0f} us/req", flush=True)
+        finally:
+            for variant in variants.values():
+                variant.process.terminate()
+            for variant in variants.values():
+                variant.process.wait(timeout=20)
     received = sum(int(sink.finish() or 0) for sink in sinks)
     upstream.process.kill()
-    print(f"\n{args.rounds} rounds x {args.seconds} s, wrk -t1 -c20, mitmdump on core 0; "
-          f"sinks received {received} datagrams")
-    medians = {v: tuple(statistics.median(r[i] for r in results[v]) for i in range(4))
-               for v in variants}
-    print(f"{'variant':<10}{'req/s':>9}{'spread':>8}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'/empty':>8}{'/none':>8}{'p99/empty':>10}{'cpu us/req':>11}{'cpu/empty':>10}")
-    for variant in variants:
-        rps, p50, p99, cpu = medians[variant]
-        values = [r[0] for r in results[variant]]
-        spread = (max(values) - min(values)) / rps * 100
-        vs_empty = rps / medians["empty"][0] if "empty" in medians else float("nan")
-        vs_none = rps / medians["none"][0] if "none" in medians else float("nan")
-        p99_ratio = p99 / medians["empty"][2] if "empty" in medians else float("nan")
-        cpu_ratio = cpu / medians["empty"][3] if "empty" in medians else float("nan")
-        print(f"{variant:<10}{rps:>9.0f}{spread:>7.1f}%{p50:>8.2f}{p99:>8.2f}"
-              f"{vs_empty:>8.3f}{vs_none:>8.3f}{p99_ratio:>10.3f}{cpu:>11.0f}{cpu_ratio:>10.3f}")
+    report(variants, args.rounds, args.seconds, received)
     return 0
 
 
