@@ -1,11 +1,11 @@
 """Proxy throughput and latency with and without the exporter, measured side by side.
 
-    .venv/bin/python -m tests.bench.proxy                 # 12 rounds of 4 s per variant
-    .venv/bin/python -m tests.bench.proxy --rounds 6 --variants empty,ipfix
+    .venv/bin/python -m tests.bench.proxy                 # 4 epochs x 3 rounds x 4 s per variant
+    .venv/bin/python -m tests.bench.proxy --epochs 2 --variants empty,ipfix
 
-One mitmdump per variant (reverse mode, `-q`), all started at once, pinned to core 0 and
-kept running for the whole benchmark; the upstream, the UDP sinks that stand in for
-collectors, and wrk (one thread, 20 keep-alive connections) share core 1. Each round
+One mitmdump per variant (reverse mode, `-q`), pinned to core 0; the upstream, the UDP
+sinks that stand in for collectors, and wrk (one thread, 20 keep-alive connections)
+share core 1. An epoch starts a fresh mitmdump for every variant, and each of its rounds
 loads every variant once, for a few seconds, in a rotating order:
 
     none      mitmdump with no script
@@ -16,12 +16,14 @@ loads every variant once, for a few seconds, in a rotating order:
     two       IPFIX and NetFlow v9 to two sinks at once
     dead      IPFIX to a port where nothing listens (ICMP port unreachable)
 
-Why this shape: on a shared machine the load of other tenants drifts over minutes, and
-a fresh process per measurement adds its own start-up luck. Short rounds and ratios
-taken within each round (variant / empty of the same round) cancel most of both. Prints
-per-variant medians (requests/s, p50, p99, mitmdump's CPU time per request from /proc)
-and the medians of per-round ratios with their 25th-75th percentile. Needs wrk and
-taskset (Debian: wrk, util-linux).
+Why this shape: on a shared machine the load of other tenants drifts over minutes, so
+ratios are taken within a round (variant / empty of the same round), seconds apart. And
+a process has its own luck (memory layout, hash seed) that stays with it for its life:
+two mitmdumps with the same script differed by 2.5% for a whole run. Fresh processes
+every epoch let that luck average out instead of biasing every ratio. Prints per-variant
+medians (requests/s, p50, p99, mitmdump's CPU time per request from /proc) and the
+medians of per-round ratios with their 25th-75th percentile. Needs wrk and taskset
+(Debian: wrk, util-linux).
 """
 
 from __future__ import annotations
@@ -150,6 +152,17 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
     raise RuntimeError(f"mitmdump ({variant}) did not start")
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -173,7 +186,7 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
 def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, float]:
     """requests/s, p50 ms, p99 ms, and mitmdump's CPU microseconds per request."""
     url = f"http://127.0.0.1:{port}/"
-    subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", "-d2s", url],
+    subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", "-d1s", url],
                    capture_output=True, check=True)  # warm up: connections, caches
     cpu = cpu_seconds(pid)
     result = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", f"-d{seconds}s",
@@ -184,12 +197,12 @@ def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, flo
 
 
 class Variant:
-    """One mitmdump, started once and kept for the whole run, with its measurements."""
+    """One variant: its mitmdump of the current epoch and its measurements of all rounds."""
 
-    def __init__(self, name: str, process: subprocess.Popen[bytes], port: int) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.process = process
-        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
         self.runs: list[tuple[float, float, float, float]] = []  # one per round
 
     def column(self, index: int) -> list[float]:
@@ -209,9 +222,10 @@ def ratios(variant: Variant, base: Variant, index: int) -> list[float]:
     return [a / b for a, b in zip(variant.column(index), base.column(index), strict=True)]
 
 
-def report(variants: dict[str, Variant], rounds: int, seconds: int, received: int) -> None:
-    print(f"\n{rounds} rounds x {seconds} s per variant, wrk -t1 -c20, every mitmdump on core 0 "
-          f"and kept running; sinks received {received} datagrams")
+def report(variants: dict[str, Variant], epochs: int, rounds: int, seconds: int,
+           received: int) -> None:
+    print(f"\n{epochs} epochs x {rounds} rounds x {seconds} s per variant, wrk -t1 -c20, "
+          f"mitmdump on core 0; sinks received {received} datagrams")
     print("ratios are medians of per-round ratios [25th-75th percentile]")
     base = variants.get("empty")
     none = variants.get("none")
@@ -236,7 +250,8 @@ def report(variants: dict[str, Variant], rounds: int, seconds: int, received: in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=4, help="fresh processes each")
+    parser.add_argument("--rounds", type=int, default=3, help="per epoch")
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--variants", default="none,empty,empty-b,ipfix,netflow9,two,dead")
     parser.add_argument("role", nargs="?", choices=("--serve-upstream", "--serve-sink"),
@@ -257,32 +272,31 @@ def main() -> int:
     upstream = Helper("--serve-upstream")
     sinks = [Helper("--serve-sink"), Helper("--serve-sink")]
     names = args.variants.split(",")
-    variants: dict[str, Variant] = {}
+    variants = {name: Variant(name) for name in names}
     with tempfile.TemporaryDirectory() as confdir:
         empty = Path(confdir) / "empty.py"
         empty.write_text("# hosts no addon: the cost of loading a script at all\n")
-        try:
-            for name in names:
-                variants[name] = Variant(name, *start_mitmdump(name, upstream.port, sinks,
-                                                               confdir, empty))
-            for variant in variants.values():  # warm up: connections, caches, first templates
-                measure(variant.port, 2, variant.process.pid)
-            for round_index in range(args.rounds):
-                shift = round_index % len(names)
-                for name in names[shift:] + names[:shift]:
-                    variant = variants[name]
-                    variant.runs.append(measure(variant.port, args.seconds, variant.process.pid))
-                    rps, p50, p99, cpu = variant.runs[-1]
-                    print(f"round {round_index + 1} {name:<9} {rps:8.0f} req/s  p50 {p50:6.2f} ms"
-                          f"  p99 {p99:6.2f} ms  cpu {cpu:6.0f} us/req", flush=True)
-        finally:
-            for variant in variants.values():
-                variant.process.terminate()
-            for variant in variants.values():
-                variant.process.wait(timeout=20)
+        for epoch in range(args.epochs):
+            try:
+                for variant in variants.values():
+                    variant.process, variant.port = start_mitmdump(
+                        variant.name, upstream.port, sinks, confdir, empty)
+                for round_index in range(args.rounds):
+                    shift = (epoch * args.rounds + round_index) % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        variant = variants[name]
+                        assert variant.process is not None
+                        variant.runs.append(measure(variant.port, args.seconds,
+                                                    variant.process.pid))
+                        rps, p50, p99, cpu = variant.runs[-1]
+                        print(f"epoch {epoch + 1} round {round_index + 1} {name:<9} {rps:8.0f} "
+                              f"req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  cpu {cpu:6.0f} "
+                              "us/req", flush=True)
+            finally:
+                stop([v.process for v in variants.values() if v.process is not None])
     received = sum(int(sink.finish() or 0) for sink in sinks)
     upstream.process.kill()
-    report(variants, args.rounds, args.seconds, received)
+    report(variants, args.epochs, args.rounds, args.seconds, received)
     return 0
 
 
