@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from mitmproxy import ctx, exceptions, flowfilter, http
@@ -144,16 +144,6 @@ class FlowFacts(msgspec.Struct, gc=False):
     response_end: float | None = None
     termination_state: int = Termination.COMPLETED
     flow_end_reason: int = END_OF_FLOW
-
-
-class _Ending(NamedTuple):
-    """A flow that ended, waiting for the end of the event loop's turn."""
-
-    facts: FlowFacts
-    flow: http.HTTPFlow
-    error: Error | None  # what the hook that ended it saw
-    forced: bool  # still open at shutdown
-    entry: _LongLived | None
 
 
 def flow_facts(flow: http.HTTPFlow, now_ms: int) -> FlowFacts:
@@ -291,7 +281,7 @@ class FlowExport:
         self._long: dict[str, _LongLived] = {}
         self._clients_with_flows: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
-        self._held: list[_Ending] = []  # flows that ended in this turn of the event loop
+        self._held: list[tuple[FlowFacts, http.HTTPFlow]] = []  # completed in this loop turn
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -437,23 +427,31 @@ class FlowExport:
     def _export_final(self, flow: http.HTTPFlow, error: Error | None, *,
                       forced: bool = False) -> None:
         settings = self.settings
-        entry = self._long.pop(flow.id, None)
+        entry = self._long.pop(flow.id, None) if self._long else None
         if settings is None or (entry is None and flow.websocket is not None
                                 and flow.response is not None
                                 and flow.response.status_code == 101):
             return  # the final record of this upgrade went out already
-        if not self._wanted(flow, settings):
+        if (settings.sampling > 1 or settings.flow_filter is not None) \
+                and not self._wanted(flow, settings):
             return
-        ending = _Ending(flow_facts(flow, _now_ms()), flow, error, forced, entry)
-        if self._loop is None:  # not running yet or shutting down: no later turn to wait for
-            self._export(ending)
+        facts = flow_facts(flow, _now_ms())
+        if error is None and not forced and entry is None and self._loop is not None:
+            # completed, as far as this hook knows: see `_release`
+            if not self._held:
+                self._loop.call_soon(self._release)
+            self._held.append((facts, flow))
             return
-        if not self._held:
-            self._loop.call_soon(self._release)
-        self._held.append(ending)
+        self._end(facts, flow, error, forced)
+        if entry is None:
+            self._submit(facts)  # the record is built in the exporter's batch
+            return
+        record = record_from_facts(facts, settings)  # counters of a long-lived exchange
+        self._apply_long_counters(record, entry)
+        self._submit(record)
 
     def _release(self) -> None:
-        """The flows that ended in the last turn of the event loop go to the exporter.
+        """The flows that completed in the last turn of the event loop go to the exporter.
 
         Waiting one turn lets every other addon's hook run first: one may kill the flow,
         or the client may have gone meanwhile, and both show as `flow.error` now. The
@@ -461,30 +459,21 @@ class FlowExport:
         proxy 2% of its throughput (tests/bench/proxy.py).
         """
         held, self._held = self._held, []
-        for ending in held:
-            self._export(ending)
+        for facts, flow in held:
+            if flow.error is not None:
+                self._end(facts, flow, flow.error, False)
+            self._submit(facts)
 
-    def _export(self, ending: _Ending) -> None:
-        settings = self.settings
-        if settings is None or self.exporter is None:
-            return
-        facts, flow = ending.facts, ending.flow
-        error = ending.error
-        if error is None and not ending.forced:
-            error = flow.error  # killed by a later addon, or the client left during the hooks
-        if error is not None:
+    def _end(self, facts: FlowFacts, flow: http.HTTPFlow, error: Error | None,
+             forced: bool) -> None:
+        """How the exchange ended, into its facts."""
+        if error is not None and self.settings is not None:
             facts.termination_state = termination_of(flow, error, facts.now_ms,
-                                                      settings.tcp_timeout_ms)
+                                                      self.settings.tcp_timeout_ms)
             facts.flow_end_reason = END_FORCED
-        elif ending.forced:
+        elif forced:
             facts.termination_state = Termination.PROXY_ERROR
             facts.flow_end_reason = END_FORCED
-        if ending.entry is None:
-            self.exporter.submit(facts)  # the record is built in the exporter's batch
-            return
-        record = record_from_facts(facts, settings)  # counters of a long-lived exchange
-        self._apply_long_counters(record, ending.entry)
-        self.exporter.submit(record)
 
     def _record(self, item: HttpFlowRecord | FlowFacts) -> HttpFlowRecord:
         """The exporter's `prepare`: facts become records there, many in a row, which costs
@@ -494,9 +483,9 @@ class FlowExport:
             return record_from_facts(item, self.settings)
         return item
 
-    def _submit(self, record: HttpFlowRecord) -> None:
+    def _submit(self, item: HttpFlowRecord | FlowFacts) -> None:
         if self.exporter is not None:
-            self.exporter.submit(record)
+            self.exporter.submit(item)
 
     def _track(self, flow: http.HTTPFlow) -> _LongLived:
         entry = self._long.get(flow.id)
