@@ -281,7 +281,7 @@ class FlowExport:
         self._long: dict[str, _LongLived] = {}
         self._clients_with_flows: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
-        self._held: list[tuple[FlowFacts, http.HTTPFlow]] = []  # completed in this loop turn
+        self._held: list[tuple[http.HTTPFlow, int]] = []  # completed in this loop turn
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -435,13 +435,14 @@ class FlowExport:
         if (settings.sampling > 1 or settings.flow_filter is not None) \
                 and not self._wanted(flow, settings):
             return
-        facts = flow_facts(flow, _now_ms())
+        now = _now_ms()
         if error is None and not forced and entry is None and self._loop is not None:
             # completed, as far as this hook knows: see `_release`
             if not self._held:
                 self._loop.call_soon(self._release)
-            self._held.append((facts, flow))
+            self._held.append((flow, now))
             return
+        facts = flow_facts(flow, now)
         self._end(facts, flow, error, forced)
         if entry is None:
             self._submit(facts)  # the record is built in the exporter's batch
@@ -459,7 +460,8 @@ class FlowExport:
         proxy 2% of its throughput (tests/bench/proxy.py).
         """
         held, self._held = self._held, []
-        for facts, flow in held:
+        for flow, now in held:
+            facts = flow_facts(flow, now)
             if flow.error is not None:
                 self._end(facts, flow, flow.error, False)
             self._submit(facts)
