@@ -21,8 +21,9 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
-# every benchmark, one after the other (about 12 minutes; needs wrk and taskset for the proxy)
+# every benchmark, one after the other (about 15 minutes; the proxy benchmark needs wrk)
 bench: $(STAMP)
+	tools/system-deps --bench
 	$(PY) -m tests.bench.encode
 	$(PY) -m tests.bench.export_path rate --seconds 30
 	$(PY) -m tests.bench.export_path memory --records 1000000
