@@ -190,6 +190,13 @@ class Exporter:
                 self._wakeup.set()
         return True
 
+    def count_lost(self, now: int | None = None) -> None:
+        """A record that could not be built: counted as unencodable and as not sent."""
+        self.statistics.encode_errors += 1
+        now = self._clock() if now is None else now
+        for target in self._targets:
+            target.session.count_not_sent(1, now)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
@@ -279,9 +286,7 @@ class Exporter:
                 record = item if prepare is None else prepare(item)
             except Exception:  # a bug in prepare must not stop export of the rest
                 logger.exception("flowexport: could not build a record")
-                self.statistics.encode_errors += 1
-                for target in self._targets:
-                    target.session.count_not_sent(1, now)
+                self.count_lost(now)
                 continue
             for target in self._targets:
                 try:

@@ -163,3 +163,21 @@ def test_options_are_parsed_once_into_settings() -> None:
     assert settings.session.observation_domain_id == 7
     assert settings.session.max_lengths["httpRequestHost"] == 32
     assert settings.sampling == settings.session.sampling_interval == 5  # announced too
+
+
+def test_a_flow_that_cannot_be_read_is_counted_and_costs_no_other_record() -> None:
+    addon, context = configured()
+    with context:
+        broken = tflow.tflow(resp=True)
+        broken.request = None  # type: ignore[assignment]  # never from mitmproxy; still survived
+        good = tflow.tflow(resp=True)
+        addon._held = [(broken, 1), (good, 2)]
+        addon._release()
+        exporter = addon.exporter
+        assert exporter.queued == 1
+        assert exporter.statistics.encode_errors == 1
+        assert exporter._targets[0].session.statistics.not_sent_flow_records == 1
+        record = addon._record(exporter._queue[0])
+        assert good.response is not None and good.response.timestamp_end is not None
+        assert record.end_ms == int(good.response.timestamp_end * 1000)
+        exporter.shutdown()
