@@ -111,22 +111,18 @@ class MessagePacker(ABC):
                 + (-(payload + size) % padding) - (-payload % padding))
 
     def add_flow(self, set_id: int, record: bytes, now_ms: int) -> None:
-        """`add` for a flow record: the common case (its set open, room left) short."""
-        payload = self._payloads.get(set_id)
-        if payload is not None:
-            size = len(record)
-            padding = self.padding
-            grown = payload + size
-            padding_size = self._padding_size + (-grown % padding) - (-payload % padding)
-            if self._size + size + padding_size <= self.max_message_size:
-                self._sets[set_id].append(record)
-                self._payloads[set_id] = grown
-                self._size += size
-                self._padding_size = padding_size
-                self._records += 1
-                self._data_records += 1
-                self._flow_records += 1
-                return
+        """`add` for a flow record: the common case (set open, no padding, room left) short."""
+        records = self._sets.get(set_id)
+        size = len(record)
+        if (records is not None and self.padding == 1
+                and self._size + size <= self.max_message_size):
+            records.append(record)
+            self._payloads[set_id] += size
+            self._size += size
+            self._records += 1
+            self._data_records += 1
+            self._flow_records += 1
+            return
         self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
 
     def close(self, now_ms: int) -> None:
