@@ -222,6 +222,12 @@ def ratios(variant: Variant, base: Variant, index: int) -> list[float]:
     return [a / b for a, b in zip(variant.column(index), base.column(index), strict=True)]
 
 
+def spread(variant: Variant, base: Variant, index: int) -> str:
+    """Median of per-round ratios with its 25th-75th percentile."""
+    low, mid, high = quartiles(ratios(variant, base, index))
+    return f"{mid:.3f} [{low:.3f}-{high:.3f}]"
+
+
 def report(variants: dict[str, Variant], epochs: int, rounds: int, seconds: int,
            received: int) -> None:
     print(f"\n{epochs} epochs x {rounds} rounds x {seconds} s per variant, wrk -t1 -c20, "
@@ -235,15 +241,11 @@ def report(variants: dict[str, Variant], epochs: int, rounds: int, seconds: int,
         rps, p50, p99, cpu = (statistics.median(variant.column(i)) for i in range(4))
         line = f"{variant.name:<9}{rps:>7.0f}{p50:>8.2f}{p99:>8.2f}{cpu:>11.0f}"
         if base is not None:
-            for index in (0,):
-                low, mid, high = quartiles(ratios(variant, base, index))
-                line += f"{mid:>8.3f} [{low:.3f}-{high:.3f}]"
-        if none is not None:
-            line += f"{statistics.median(ratios(variant, none, 0)):>8.3f}"
+            line += f"{spread(variant, base, 0):>22}"
+        vs_none = statistics.median(ratios(variant, none, 0)) if none is not None else None
+        line += f"{vs_none:>8.3f}" if vs_none is not None else f"{'-':>8}"
         if base is not None:
-            for index in (2, 3):
-                low, mid, high = quartiles(ratios(variant, base, index))
-                line += f"{mid:>7.3f} [{low:.3f}-{high:.3f}]"
+            line += f"{spread(variant, base, 2):>21}{spread(variant, base, 3):>21}"
         print(line)
 
 
