@@ -433,8 +433,7 @@ class FlowExport:
                                 and flow.response is not None
                                 and flow.response.status_code == 101):
             return  # the final record of this upgrade went out already
-        if (settings.sampling > 1 or settings.flow_filter is not None) \
-                and not self._wanted(flow, settings):
+        if not self._wanted(flow, settings):
             return
         now = _now_ms()
         if error is None and not forced and entry is None and self._loop is not None:
