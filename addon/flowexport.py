@@ -14,41 +14,33 @@ registering them in sys.modules, and dataclasses then cannot resolve strings.)
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from mitmproxy import ctx, exceptions, flowfilter, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Error
 from mitmproxy.proxy import mode_specs, server_hooks
 
 from ipfix.exporter import DEFAULT_COLLECTOR, CollectorSpec, Exporter, parse_collector
+from ipfix.facts import (
+    END_ACTIVE_TIMEOUT,
+    END_FORCED,
+    FlowFacts,
+    RecordRules,
+    Termination,
+    endpoint,
+    ms,
+    record_from_facts,
+)
 from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
-from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED, cookie_value, redact_query
+from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED
 from ipfix.session import SessionConfig
 
 logger = logging.getLogger(__name__)
-
-
-class Termination:
-    """httpTerminationStateCode values: stable, documented in the README."""
-
-    COMPLETED = 0
-    CLIENT_ABORTED = 1
-    UPSTREAM_CONNECT_FAILED = 2
-    UPSTREAM_TIMEOUT = 3
-    UPSTREAM_ABORTED = 4
-    KILLED_BY_PROXY = 5
-    REJECTED_BY_PROXY = 6
-    PROXY_ERROR = 7
-
-
-END_ACTIVE_TIMEOUT, END_OF_FLOW, END_FORCED = 2, 3, 4  # flowEndReason (IANA)
 
 
 @dataclass(frozen=True)
@@ -61,11 +53,8 @@ class Settings:
     active_timeout_ms: int
     sampling: int
     flow_filter: flowfilter.TFilter | None
-    cookies: str
-    hash_key: bytes
-    redact: frozenset[str]
+    rules: RecordRules
     tcp_timeout_ms: int
-    reverse_without_host: bool
 
 
 @dataclass
@@ -79,72 +68,6 @@ class _LongLived:
     exported_up: int = 0  # what earlier records already counted
     exported_down: int = 0
     head_exported: bool = False
-
-
-def _ms(timestamp: float | None) -> int:
-    return int(timestamp * 1000) if timestamp else 0
-
-
-def _endpoint(address: Any) -> tuple[str, int]:
-    """(host, port) with IPv4-mapped IPv6 unwrapped and any zone id dropped."""
-    if not address:
-        return "", 0
-    host, port = address[0], address[1]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return host.partition("%")[0], port
-
-
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _text(value: bytes) -> str:
-    """Text a collector can show: invalid UTF-8 and control characters (NUL cuts C strings
-    short in collectors; CR/LF forge log lines) become U+FFFD; tabs stay."""
-    text = value.decode("utf-8", "replace")
-    return text if text.isprintable() else _CONTROL.sub("\ufffd", text)
-
-
-# request header (lower-case) -> HttpFlowRecord attribute
-_REQUEST_HEADERS = {b"host": "host", b"user-agent": "user_agent", b"content-type": "content_type",
-                    b"referer": "referrer", b"x-forwarded-for": "x_forwarded_for",
-                    b"cookie": "cookie"}
-
-
-class FlowFacts(msgspec.Struct, gc=False):
-    """What a record needs from a flow, read from it and nothing decoded yet.
-
-    Reading these costs about 2 µs; turning them into a record costs more, and less when
-    many are done in a row, so `record_from_facts` runs in the exporter's batch. The
-    values are immutable (bytes, str, numbers, tuples of them), so the flow itself can
-    be let go. gc=False: nothing here can form a reference cycle.
-    """
-
-    flow_id: str
-    now_ms: int  # when the hook saw the flow end
-    request_start: float | None
-    request_end: float | None
-    method: bytes
-    path: bytes
-    http_version: bytes
-    authority: bytes
-    host: str
-    request_headers: tuple[tuple[bytes, bytes], ...]
-    uploaded: int
-    client: Any  # (host, port, ...) or None, as mitmproxy has it
-    proxy: Any
-    upstream: Any
-    sni: str | None
-    tls_version: str | None
-    status_code: int | None  # None: no response
-    reason: bytes = b""
-    response_version: bytes = b""
-    response_headers: tuple[tuple[bytes, bytes], ...] = ()
-    downloaded: int = 0
-    response_start: float | None = None
-    response_end: float | None = None
-    termination_state: int = Termination.COMPLETED
-    flow_end_reason: int = END_OF_FLOW
 
 
 def flow_facts(flow: http.HTTPFlow, now_ms: int) -> FlowFacts:
@@ -172,73 +95,7 @@ def flow_facts(flow: http.HTTPFlow, now_ms: int) -> FlowFacts:
 
 def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> HttpFlowRecord:
     """The record of an HTTP exchange as it stands now (pure: reads the flow only)."""
-    return record_from_facts(flow_facts(flow, now_ms), settings)
-
-
-def record_from_facts(facts: FlowFacts, settings: Settings) -> HttpFlowRecord:
-    """The record: text made safe for collectors, privacy rules applied, sizes counted."""
-    values: dict[str, str] = {}
-    head = len(facts.method) + len(facts.path) + len(facts.http_version) + 4  # request line
-    for name, value in facts.request_headers:
-        head += len(name) + len(value) + 4
-        attribute = _REQUEST_HEADERS.get(name.lower())
-        if attribute is not None and attribute not in values:
-            values[attribute] = _text(value)
-    head += 2
-    host = _text(facts.authority) if facts.authority else values.get("host", facts.host)
-    if settings.reverse_without_host and facts.sni:
-        host = facts.sni  # mitmproxy rewrote Host to the upstream; SNI is what the client asked
-    target, _, query = _text(facts.path).partition("?")
-    uploaded = facts.uploaded
-    client_host, client_port = _endpoint(facts.client)
-    proxy_host, proxy_port = _endpoint(facts.proxy)
-    upstream_host, upstream_port = _endpoint(facts.upstream)
-    now_ms = facts.now_ms
-    record = HttpFlowRecord(
-        flow_id=int(facts.flow_id.replace("-", "")[:16], 16),
-        start_ms=_ms(facts.request_start),
-        end_ms=now_ms,
-        client_address=client_host or "0.0.0.0",
-        proxy_address=proxy_host or ("::" if ":" in client_host else "0.0.0.0"),
-        upstream_address=upstream_host,
-        client_port=client_port, proxy_port=proxy_port, upstream_port=upstream_port,
-        protocol=17 if facts.http_version == b"HTTP/3" else 6,
-        initiator_octets=head + uploaded,
-        uploaded_bytes=uploaded,
-        method=_text(facts.method),
-        host=host,
-        target=target,
-        query=redact_query(query, settings.redact),
-        version=_text(facts.http_version),
-        user_agent=values.get("user_agent", ""),
-        content_type=values.get("content_type", ""),
-        referrer=values.get("referrer", ""),
-        x_forwarded_for=values.get("x_forwarded_for", ""),
-        cookie=cookie_value(values.get("cookie", ""), settings.cookies, settings.hash_key),
-        tls_server_name=facts.sni or "",
-        tls_version=facts.tls_version or "",
-        termination_state=facts.termination_state,
-        flow_end_reason=facts.flow_end_reason,
-    )
-    if facts.status_code is not None:
-        head = len(facts.response_version) + len(facts.reason) + 7
-        content_type = ""
-        for name, value in facts.response_headers:
-            head += len(name) + len(value) + 4
-            if not content_type and name.lower() == b"content-type":
-                content_type = _text(value)
-        downloaded = facts.downloaded
-        record.status_code = facts.status_code
-        record.reason = _text(facts.reason)
-        record.response_content_type = content_type
-        record.downloaded_bytes = downloaded
-        record.responder_octets = head + 2 + downloaded
-        record.end_ms = _ms(facts.response_end) or now_ms
-        if facts.response_start and facts.request_end:
-            record.upstream_ttfb_ms = max(
-                _ms(facts.response_start) - _ms(facts.request_end), 0)
-    record.octets = record.initiator_octets + record.responder_octets
-    return record
+    return record_from_facts(flow_facts(flow, now_ms), settings.rules)
 
 
 def termination_of(flow: http.HTTPFlow, error: Error | None, now_ms: int,
@@ -259,7 +116,7 @@ def termination_of(flow: http.HTTPFlow, error: Error | None, now_ms: int,
     if message == "Client disconnected.":
         # the same words for a client that went away and for mitmproxy closing an idle
         # connection (tcp_timeout) while the upstream kept silent
-        started = _ms(flow.request.timestamp_end or flow.request.timestamp_start)
+        started = ms(flow.request.timestamp_end or flow.request.timestamp_start)
         if flow.response is None and started and now_ms - started >= tcp_timeout_ms - 1000:
             return Termination.UPSTREAM_TIMEOUT
         return Termination.CLIENT_ABORTED
@@ -402,12 +259,12 @@ class FlowExport:
         """Eager connects (reverse mode) fail before any HTTP flow exists: record the attempt."""
         if self._clients_with_flows.get(data.client.id) or self.settings is None:
             return
-        client_host, client_port = _endpoint(data.client.peername)
-        proxy_host, proxy_port = _endpoint(data.client.sockname)
+        client_host, client_port = endpoint(data.client.peername)
+        proxy_host, proxy_port = endpoint(data.client.sockname)
         now = _now_ms()
         record = HttpFlowRecord(
             flow_id=int(data.client.id.replace("-", "")[:16], 16),
-            start_ms=_ms(data.client.timestamp_start) or now, end_ms=now,
+            start_ms=ms(data.client.timestamp_start) or now, end_ms=now,
             client_address=client_host or "0.0.0.0",
             proxy_address=proxy_host or ("::" if ":" in client_host else "0.0.0.0"),
             client_port=client_port, proxy_port=proxy_port,
@@ -447,7 +304,7 @@ class FlowExport:
         if entry is None:
             self._submit(facts)  # the record is built in the exporter's batch
             return
-        record = record_from_facts(facts, settings)  # counters of a long-lived exchange
+        record = record_from_facts(facts, settings.rules)  # counters of a long-lived exchange
         self._apply_long_counters(record, entry)
         self._submit(record)
 
@@ -488,7 +345,7 @@ class FlowExport:
         the cost of building each in its hook (measured in mitmdump: caches stay warm)."""
         if isinstance(item, FlowFacts):
             assert self.settings is not None  # set before the exporter exists
-            return record_from_facts(item, self.settings)
+            return record_from_facts(item, self.settings.rules)
         return item
 
     def _submit(self, item: HttpFlowRecord | FlowFacts) -> None:
@@ -628,11 +485,12 @@ class FlowExport:
         return Settings(
             collectors=collectors, session=session, queue_size=options.flowexport_queue_size,
             active_timeout_ms=options.flowexport_active_timeout_s * 1000,
-            sampling=options.flowexport_sampling, flow_filter=flow_filter, cookies=cookies,
-            hash_key=options.flowexport_hash_key.encode(),
-            redact=frozenset(n.lower() for n in options.flowexport_redact_query),
-            tcp_timeout_ms=options.tcp_timeout * 1000,
-            reverse_without_host=reverse and not options.keep_host_header)
+            sampling=options.flowexport_sampling, flow_filter=flow_filter,
+            rules=RecordRules(
+                cookies=cookies, hash_key=options.flowexport_hash_key.encode(),
+                redact=frozenset(n.lower() for n in options.flowexport_redact_query),
+                reverse_without_host=reverse and not options.keep_host_header),
+            tcp_timeout_ms=options.tcp_timeout * 1000)
 
 
 def _name_values(option: str, entries: Sequence[str]) -> dict[str, int]:

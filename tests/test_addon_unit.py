@@ -17,7 +17,7 @@ from mitmproxy import exceptions
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow
 
-from ipfix.privacy import _redact_parts
+from ipfix.privacy import DEFAULT_REDACTED, _redact_parts, cookie_value, redact_query
 
 ADDON = Path(__file__).resolve().parent.parent / "addon" / "flowexport.py"
 
@@ -127,8 +127,8 @@ def test_termination_connect_failed_and_upstream_timeout() -> None:
     ("", ""),
 ])
 def test_query_redaction(query: str, expected: str) -> None:
-    names = frozenset(fx.DEFAULT_REDACTED)
-    assert fx.redact_query(query, names) == expected
+    names = frozenset(DEFAULT_REDACTED)
+    assert redact_query(query, names) == expected
 
 
 @hypothesis.settings(max_examples=300, deadline=None)
@@ -140,17 +140,17 @@ def test_query_redaction_prefilter_misses_nothing(pairs: list[tuple[str, str]]) 
     """The cheap first look (lower-cased text, one pattern) never skips a query that the
     full rule would change."""
     query = "&".join(name + value for name, value in pairs)
-    names = frozenset(fx.DEFAULT_REDACTED)
-    assert fx.redact_query(query, names) == _redact_parts(query, names)
+    names = frozenset(DEFAULT_REDACTED)
+    assert redact_query(query, names) == _redact_parts(query, names)
 
 
 def test_cookie_modes() -> None:
     header = "a=1; b=2"
-    assert fx.cookie_value(header, "off", b"k") == ""
-    assert fx.cookie_value(header, "names", b"k") == "a; b"
-    assert fx.cookie_value(header, "full", b"k") == header
-    hashed = fx.cookie_value(header, "hashed", b"k")
-    assert hashed != fx.cookie_value(header, "hashed", b"other")
+    assert cookie_value(header, "off", b"k") == ""
+    assert cookie_value(header, "names", b"k") == "a; b"
+    assert cookie_value(header, "full", b"k") == header
+    hashed = cookie_value(header, "hashed", b"k")
+    assert hashed != cookie_value(header, "hashed", b"other")
     assert "1" not in hashed.replace("a=", "").split(";")[0] or len(hashed) > 20
 
 
