@@ -176,3 +176,10 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
                 ms(facts.response_start) - ms(facts.request_end), 0)
     record.octets = record.initiator_octets + record.responder_octets
     return record
+
+
+def record_of(item: FlowFacts | HttpFlowRecord, rules: RecordRules) -> HttpFlowRecord:
+    """An exporter's `prepare`: facts become a record, a record stays what it is."""
+    if isinstance(item, FlowFacts):
+        return record_from_facts(item, rules)
+    return item
