@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
-# every benchmark, one after the other (about 15 minutes; the proxy benchmark needs wrk)
+# every benchmark, one after the other (about 30 minutes; needs wrk and valgrind)
 bench: $(STAMP)
 	tools/system-deps --bench
 	$(PY) -m tests.bench.encode
@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m tests.bench.export_path memory --records 1000000
 	$(PY) -m tests.bench.recovery
 	$(PY) -m tests.bench.proxy
+	$(PY) -m tests.bench.instructions
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -26,12 +26,14 @@ def facts(index: int) -> FlowFacts:
         1_800_000_000.3, 1_800_000_000.4)
 
 
-def worker_for(receiver: Receiver, clock: list[int] | None = None, **kwargs: int) -> ExportWorker:
+def worker_for(receiver: Receiver, clock: list[int] | None = None,
+               queue_size: int = 16_384) -> ExportWorker:
     spec = parse_collector(f"127.0.0.1:{receiver.port}")
     config = SessionConfig(flush_interval_ms=20)
     if clock is None:
-        return ExportWorker([spec], config, rules=RULES, **kwargs)
-    return ExportWorker([spec], config, rules=RULES, clock=lambda: clock[0], **kwargs)
+        return ExportWorker([spec], config, rules=RULES, queue_size=queue_size)
+    return ExportWorker([spec], config, rules=RULES, queue_size=queue_size,
+                        clock=lambda: clock[0])
 
 
 def pid(worker: ExportWorker) -> int:
@@ -134,8 +136,12 @@ def test_a_stalled_worker_never_blocks_the_proxy_and_loses_nothing_silently() ->
         return worker, submitted
 
     worker, submitted = asyncio.run(scenario())
-    wait_until(lambda: (receiver.drain(), len(receiver.flows))[1] >= worker.statistics.exported,
-               timeout=5)
+
+    def received_all() -> bool:
+        receiver.drain()
+        return len(receiver.flows) >= worker.statistics.exported
+
+    wait_until(received_all, timeout=5)
     stats = worker.statistics
     assert stats.records == submitted
     assert stats.exported + stats.dropped == submitted

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,9 +127,13 @@ def free_port() -> int:
 
 
 def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: str,
-                   empty_script: Path) -> tuple[subprocess.Popen[bytes], int]:
+                   empty_script: Path, *, launcher: Sequence[str] = ("taskset", "-c", "0"),
+                   timeout_s: float = 30, options: Sequence[str] = ()
+                   ) -> tuple[subprocess.Popen[bytes], int]:
+    """mitmdump for `variant`, started by `launcher` (taskset, or valgrind), and its port;
+    `options` (NAME=VALUE) go to the addon's variants."""
     port = free_port()
-    command = ["taskset", "-c", "0", str(MITMDUMP), "-q", "--listen-host", "127.0.0.1",
+    command = [*launcher, str(MITMDUMP), "-q", "--listen-host", "127.0.0.1",
                "-p", str(port), "--mode", f"reverse:http://127.0.0.1:{upstream}",
                "--set", f"confdir={confdir}"]
     if variant.startswith("empty"):
@@ -141,8 +146,10 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
                    "dead": [f"127.0.0.1:{free_udp_port()}"]}
         for target in targets[variant]:
             command += ["--set", f"flowexport_collectors={target}"]
+        for option in options:
+            command += ["--set", option]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
