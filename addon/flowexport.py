@@ -40,7 +40,6 @@ from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
 from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED
 from ipfix.session import SessionConfig
-from ipfix.worker import ExportWorker
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +56,6 @@ class Settings:
     flow_filter: flowfilter.TFilter | None
     rules: RecordRules
     tcp_timeout_ms: int
-    worker: bool
-    log_level: str
 
 
 @dataclass
@@ -137,7 +134,7 @@ class FlowExport:
 
     def __init__(self) -> None:
         self.settings: Settings | None = None
-        self.exporter: Exporter | ExportWorker | None = None
+        self.exporter: Exporter | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._long: dict[str, _LongLived] = {}
@@ -160,9 +157,6 @@ class FlowExport:
         add("flowexport_max_datagram", int, 1400, "Largest datagram sent, in bytes.")
         add("flowexport_flush_interval_ms", int, 200,
             "Longest a record waits for a datagram to fill up.")
-        add("flowexport_worker", bool, False,
-            "Build, encode and send records in a separate process (python -m ipfix.worker), "
-            "off the proxy's event loop: on another core, when there is one.")
         add("flowexport_queue_size", int, 16384,
             "Records waiting for export; beyond this they are dropped and counted.")
         add("flowexport_template_refresh_s", int, 30, "Re-send templates this often.")
@@ -202,8 +196,7 @@ class FlowExport:
             self._start_exporter()  # queues from now on; the task starts in `running`
         elif previous is not None and (
                 previous.collectors != settings.collectors or previous.session != settings.session
-                or previous.queue_size != settings.queue_size or previous.worker != settings.worker
-                or (settings.worker and previous.rules != settings.rules)):  # rules go at start
+                or previous.queue_size != settings.queue_size):
             self._stop_exporter()  # new destinations or framing: a fresh exporter
             self._start_exporter()
 
@@ -421,13 +414,8 @@ class FlowExport:
         settings = self.settings
         if settings is None:
             return
-        if settings.worker:
-            self.exporter = ExportWorker(settings.collectors, settings.session,
-                                         rules=settings.rules, queue_size=settings.queue_size,
-                                         log_level=settings.log_level)
-        else:
-            self.exporter = Exporter(settings.collectors, settings.session,
-                                     queue_size=settings.queue_size, prepare=self._record)
+        self.exporter = Exporter(settings.collectors, settings.session,
+                                 queue_size=settings.queue_size, prepare=self._record)
         if self._task is not None:  # re-configured while running: start right away
             self._task = self.exporter.start()
 
@@ -501,13 +489,7 @@ class FlowExport:
                 cookies=cookies, hash_key=options.flowexport_hash_key.encode(),
                 redact=frozenset(n.lower() for n in options.flowexport_redact_query),
                 reverse_without_host=reverse and not options.keep_host_header),
-            tcp_timeout_ms=options.tcp_timeout * 1000, worker=options.flowexport_worker,
-            log_level=_LOG_LEVELS.get(options.termlog_verbosity, "INFO"))
-
-
-# mitmproxy's termlog_verbosity -> the export worker's logging level
-_LOG_LEVELS = {"error": "ERROR", "warn": "WARNING", "info": "INFO", "alert": "INFO",
-               "debug": "DEBUG"}
+            tcp_timeout_ms=options.tcp_timeout * 1000)
 
 
 def _name_values(option: str, entries: Sequence[str]) -> dict[str, int]:

@@ -190,17 +190,6 @@ class Exporter:
                 self._wakeup.set()
         return True
 
-    def count_dropped(self, count: int, now: int | None = None) -> None:
-        """Records a producer had to drop before they reached this exporter (an export
-        worker's proxy side): counted as handed over, dropped and not sent."""
-        if count <= 0:
-            return
-        self.statistics.records += count
-        self.statistics.dropped += count
-        now = self._clock() if now is None else now
-        for target in self._targets:
-            target.session.count_not_sent(count, now)
-
     def count_lost(self, now: int | None = None) -> None:
         """A record that could not be built: counted as unencodable and as not sent."""
         self.statistics.encode_errors += 1
@@ -418,20 +407,12 @@ class Exporter:
         target.last_log = now
         target.suppressed = 0
 
-    def summary(self) -> ExporterStatistics:
-        """The statistics, with the truncations the sessions counted."""
-        self.statistics.truncations = sum(t.session.truncations.count for t in self._targets)
-        return self.statistics
-
     def statistics_line(self) -> str:
-        return format_statistics(self.summary(), len(self._queue))
-
-
-def format_statistics(stats: ExporterStatistics, queued: int) -> str:
-    """The log's statistics line."""
-    return (f"flowexport: {stats.records} records, {stats.exported} exported, "
-            f"{stats.datagrams} datagrams, {stats.octets} bytes, {stats.dropped} dropped, "
-            f"{stats.encode_errors} unencodable, {stats.send_errors} send errors, "
-            f"{stats.truncations} truncated fields, max flush {stats.max_flush_ms:.1f} ms, "
-            f"{stats.cpu_seconds / max(stats.records, 1) * 1e6:.1f} us CPU/record, "
-            f"{queued} queued")
+        stats = self.statistics
+        stats.truncations = sum(t.session.truncations.count for t in self._targets)
+        return (f"flowexport: {stats.records} records, {stats.exported} exported, "
+                f"{stats.datagrams} datagrams, {stats.octets} bytes, {stats.dropped} dropped, "
+                f"{stats.encode_errors} unencodable, {stats.send_errors} send errors, "
+                f"{stats.truncations} truncated fields, max flush {stats.max_flush_ms:.1f} ms, "
+                f"{stats.cpu_seconds / max(stats.records, 1) * 1e6:.1f} us CPU/record, "
+                f"{len(self._queue)} queued")

@@ -61,13 +61,11 @@ def raw_exchange(port: int, request: bytes) -> bytes:
         return data
 
 
-@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker"])
 def test_reverse_mode_http1_keepalive_records(tmp_path: Path, upstream: Upstream,
-                                              collector: Collector, worker: bool) -> None:
+                                              collector: Collector) -> None:
     with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}", "--set", "keep_host_header=true",
                   "--set", f"flowexport_collectors={collector.address}",
-                  "--set", "flowexport_cookies=names",
-                  "--set", f"flowexport_worker={str(worker).lower()}") as proxy:
+                  "--set", "flowexport_cookies=names") as proxy:
         connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
         for index in range(3):
             connection.request("POST", f"/echo?n={index}&password=hunter2",
@@ -252,13 +250,11 @@ def test_refused_upstream_still_yields_a_record(tmp_path: Path, collector: Colle
     assert lazy["httpTerminationStateCode"] == 2 and lazy["httpRequestMethod"] == "GET"
 
 
-@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_lose_no_finished_record(tmp_path: Path, upstream: Upstream,
-                                         collector: Collector, sig: int, worker: bool) -> None:
+                                         collector: Collector, sig: int) -> None:
     proxy = Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
                      "--set", f"flowexport_collectors={collector.address}",
-                     "--set", f"flowexport_worker={str(worker).lower()}",
                      "--set", "flowexport_flush_interval_ms=60000")  # only shutdown flushes
     connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     for index in range(50):

@@ -14,9 +14,7 @@ has run) the counters are read.
 
 What it does not see: work in the kernel (sending a datagram over loopback also
 delivers it, in the sender's system call) and cache or scheduling effects; the wall
-clock benchmark does. Nor, in the `worker` variants, the export worker process
-(valgrind does not follow it): their count is what stays on the proxy's core. Needs
-valgrind (Debian: valgrind).
+clock benchmark does. Needs valgrind (Debian: valgrind).
 """
 
 from __future__ import annotations
@@ -116,7 +114,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=512, help="counted, per variant")
     parser.add_argument("--warmup", type=int, default=128)
-    parser.add_argument("--variants", default="empty,empty-b,ipfix,netflow9,two,worker,worker-two")
+    parser.add_argument("--variants", default="empty,empty-b,ipfix,netflow9,two")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()

@@ -15,9 +15,6 @@ loads every variant once, for a few seconds, in a rotating order:
     netflow9  the same with NetFlow v9
     two       IPFIX and NetFlow v9 to two sinks at once
     dead      IPFIX to a port where nothing listens (ICMP port unreachable)
-    worker    IPFIX with flowexport_worker=true: the export worker process is moved to
-              core 1, where a scheduler would put it on a machine with a core to spare
-    worker-two  both formats, with the worker
 
 Why this shape: on a shared machine the load of other tenants drifts over minutes, so
 ratios are taken within a round (variant / empty of the same round), seconds apart. And
@@ -147,11 +144,8 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
                    "netflow9": [f"netflow9://127.0.0.1:{sinks[1].port}"],
                    "two": [f"127.0.0.1:{sinks[0].port}", f"netflow9://127.0.0.1:{sinks[1].port}"],
                    "dead": [f"127.0.0.1:{free_udp_port()}"]}
-        targets["worker"], targets["worker-two"] = targets["ipfix"], targets["two"]
         for target in targets[variant]:
             command += ["--set", f"flowexport_collectors={target}"]
-        if variant.startswith("worker"):
-            command += ["--set", "flowexport_worker=true"]
         for option in options:
             command += ["--set", option]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,20 +153,10 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
     while time.monotonic() < deadline:
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
-                for child in children(process.pid):  # the export worker, if any
-                    os.sched_setaffinity(child, {1})
                 return process, port
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"mitmdump ({variant}) did not start")
-
-
-def children(pid: int) -> list[int]:
-    """Child processes of `pid` (Linux)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -278,8 +262,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4, help="fresh processes each")
     parser.add_argument("--rounds", type=int, default=3, help="per epoch")
     parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--variants",
-                        default="none,empty,empty-b,ipfix,netflow9,two,dead,worker,worker-two")
+    parser.add_argument("--variants", default="none,empty,empty-b,ipfix,netflow9,two,dead")
     parser.add_argument("role", nargs="?", choices=("--serve-upstream", "--serve-sink"),
                         help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
