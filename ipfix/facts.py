@@ -3,9 +3,9 @@
 `FlowFacts` holds the exchange as read from the proxy (raw bytes, tuples, numbers:
 nothing decoded, nothing that can form a reference cycle); `record_from_facts` does the
 costly part, text made safe for collectors and the privacy rules applied. Reading facts
-is cheap and happens in the proxy's hook; the record is built later, in the exporter's
-batch, in the proxy process or in an export worker process (ipfix.worker), which is why
-both are plain data that msgpack carries as they are.
+is cheap and happens in the proxy's hook; the record is built later, many in a row, in
+the exporter's batch (`Exporter(prepare=...)`), where it costs about half as much.
+Neither needs mitmproxy, so both can be tested, and reused, without it.
 """
 
 from __future__ import annotations
