@@ -21,9 +21,9 @@ ratios are taken within a round (variant / empty of the same round), seconds apa
 a process has its own luck (memory layout, hash seed) that stays with it for its life:
 two mitmdumps with the same script differed by 2.5% for a whole run. Fresh processes
 every epoch let that luck average out instead of biasing every ratio. Prints per-variant
-medians (requests/s, p50, p99, mitmdump's CPU time per request from /proc) and the
-medians of per-round ratios with their 25th-75th percentile. Needs wrk and taskset
-(Debian: wrk, util-linux).
+medians (requests/s, p50, p99, mitmdump's CPU time per request from /proc and the part
+of it spent in the kernel) and the medians of per-round ratios with their 25th-75th
+percentile. Needs wrk and taskset (Debian: wrk, util-linux).
 """
 
 from __future__ import annotations
@@ -170,10 +170,11 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def parse_wrk(output: str) -> tuple[float, float, float, int]:
@@ -190,17 +191,20 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
     return rps, percentile("50"), percentile("99"), requests
 
 
-def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, float]:
-    """requests/s, p50 ms, p99 ms, and mitmdump's CPU microseconds per request."""
+def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, float, float]:
+    """requests/s, p50 ms, p99 ms, and mitmdump's CPU microseconds per request: all, and
+    the part spent in the kernel (sending a datagram over loopback also delivers it)."""
     url = f"http://127.0.0.1:{port}/"
     subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", "-d1s", url],
                    capture_output=True, check=True)  # warm up: connections, caches
-    cpu = cpu_seconds(pid)
+    user, system = cpu_seconds(pid)
     result = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c20", f"-d{seconds}s",
                              "--latency", url], capture_output=True, text=True, check=True)
-    cpu = cpu_seconds(pid) - cpu
+    user_after, system_after = cpu_seconds(pid)
     rps, p50, p99, requests = parse_wrk(result.stdout)
-    return rps, p50, p99, cpu / max(requests, 1) * 1e6
+    per_request = 1e6 / max(requests, 1)
+    return (rps, p50, p99, (user_after - user + system_after - system) * per_request,
+            (system_after - system) * per_request)
 
 
 class Variant:
@@ -210,7 +214,7 @@ class Variant:
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.runs: list[tuple[float, float, float, float]] = []  # one per round
+        self.runs: list[tuple[float, float, float, float, float]] = []  # one per round
 
     def column(self, index: int) -> list[float]:
         return [run[index] for run in self.runs]
@@ -242,11 +246,11 @@ def report(variants: dict[str, Variant], epochs: int, rounds: int, seconds: int,
     print("ratios are medians of per-round ratios [25th-75th percentile]")
     base = variants.get("empty")
     none = variants.get("none")
-    print(f"{'variant':<9}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}"
+    print(f"{'variant':<9}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'sys':>5}"
           f"{'req/s vs empty':>22}{'vs none':>8}{'p99 vs empty':>21}{'cpu vs empty':>21}")
     for variant in variants.values():
-        rps, p50, p99, cpu = (statistics.median(variant.column(i)) for i in range(4))
-        line = f"{variant.name:<9}{rps:>7.0f}{p50:>8.2f}{p99:>8.2f}{cpu:>11.0f}"
+        rps, p50, p99, cpu, system = (statistics.median(variant.column(i)) for i in range(5))
+        line = f"{variant.name:<9}{rps:>7.0f}{p50:>8.2f}{p99:>8.2f}{cpu:>11.0f}{system:>5.0f}"
         if base is not None:
             line += f"{spread(variant, base, 0):>22}"
         vs_none = statistics.median(ratios(variant, none, 0)) if none is not None else None
@@ -297,10 +301,10 @@ def main() -> int:
                         assert variant.process is not None
                         variant.runs.append(measure(variant.port, args.seconds,
                                                     variant.process.pid))
-                        rps, p50, p99, cpu = variant.runs[-1]
+                        rps, p50, p99, cpu, system = variant.runs[-1]
                         print(f"epoch {epoch + 1} round {round_index + 1} {name:<9} {rps:8.0f} "
                               f"req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  cpu {cpu:6.0f} "
-                              "us/req", flush=True)
+                              f"us/req (sys {system:4.0f})", flush=True)
             finally:
                 stop([v.process for v in variants.values() if v.process is not None])
     received = sum(int(sink.finish() or 0) for sink in sinks)
