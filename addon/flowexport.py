@@ -32,6 +32,7 @@ from ipfix.facts import (
     RecordRules,
     Termination,
     endpoint,
+    flow_id_of,
     ms,
     record_from_facts,
     record_of,
@@ -264,7 +265,7 @@ class FlowExport:
         proxy_host, proxy_port = endpoint(data.client.sockname)
         now = _now_ms()
         record = HttpFlowRecord(
-            flow_id=int(data.client.id.replace("-", "")[:16], 16),
+            flow_id=flow_id_of(data.client.id),
             start_ms=ms(data.client.timestamp_start) or now, end_ms=now,
             client_address=client_host or "0.0.0.0",
             proxy_address=proxy_host or ("::" if ":" in client_host else "0.0.0.0"),
@@ -326,8 +327,7 @@ class FlowExport:
                 if self.exporter is not None:
                     self.exporter.count_lost()
                 continue
-            if flow.error is not None:
-                self._end(facts, flow, flow.error, False)
+            self._end(facts, flow, flow.error, False)
             self._submit(facts)
 
     def _end(self, facts: FlowFacts, flow: http.HTTPFlow, error: Error | None,

@@ -40,6 +40,12 @@ def ms(timestamp: float | None) -> int:
     return int(timestamp * 1000) if timestamp else 0
 
 
+def flow_id_of(uuid: str) -> int:
+    """flowId from a proxy's UUID: its first 64 bits, so every record of one flow (interim,
+    final) and of one connection carries the same id."""
+    return int(uuid.replace("-", "")[:16], 16)
+
+
 def endpoint(address: Any) -> tuple[str, int]:
     """(host, port) with IPv4-mapped IPv6 unwrapped and any zone id dropped."""
     if not address:
@@ -132,7 +138,7 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
     upstream_host, upstream_port = endpoint(facts.upstream)
     now_ms = facts.now_ms
     record = HttpFlowRecord(
-        flow_id=int(facts.flow_id.replace("-", "")[:16], 16),
+        flow_id=flow_id_of(facts.flow_id),
         start_ms=ms(facts.request_start),
         end_ms=now_ms,
         client_address=client_host or "0.0.0.0",
