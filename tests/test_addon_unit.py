@@ -199,3 +199,17 @@ def test_a_flow_that_cannot_be_read_is_counted_and_costs_no_other_record() -> No
         assert good.response is not None and good.response.timestamp_end is not None
         assert record.end_ms == int(good.response.timestamp_end * 1000)
         exporter.shutdown()
+
+
+def test_every_hook_of_the_addon_is_bound_at_module_level() -> None:
+    """mitmproxy calls the module's hooks (there is no `addons` list to walk into): a hook
+    added to FlowExport but not bound beside it would never run."""
+    from mitmproxy import hooks
+
+    names = set(hooks.all_hooks)
+    on_class = {name for name in names if callable(getattr(fx.FlowExport, name, None))}
+    on_module = {name for name in names if callable(getattr(fx, name, None))}
+    assert on_class == on_module
+    assert {"requestheaders", "response", "error", "load", "configure"} <= on_module
+    assert not hasattr(fx, "addons")
+    assert all(getattr(fx, name).__self__ is fx._addon for name in on_module)
