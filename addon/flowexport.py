@@ -76,23 +76,23 @@ def flow_facts(flow: http.HTTPFlow, now_ms: int) -> FlowFacts:
     """The facts of an HTTP exchange as it stands now (reads the flow only)."""
     data = flow.request.data
     client = flow.client_conn
-    facts = FlowFacts(
+    response = flow.response
+    if response is None:
+        return FlowFacts(
+            flow.id, now_ms, data.timestamp_start, data.timestamp_end, data.method, data.path,
+            data.http_version, data.authority, data.host, data.headers.fields,
+            len(data.content) if data.content is not None else 0,
+            client.peername, client.sockname, flow.server_conn.peername, client.sni,
+            client.tls_version, None)
+    rdata = response.data
+    return FlowFacts(  # positional: attribute stores afterwards cost as much again
         flow.id, now_ms, data.timestamp_start, data.timestamp_end, data.method, data.path,
         data.http_version, data.authority, data.host, data.headers.fields,
         len(data.content) if data.content is not None else 0,
         client.peername, client.sockname, flow.server_conn.peername, client.sni,
-        client.tls_version, None)
-    response = flow.response
-    if response is not None:
-        rdata = response.data
-        facts.status_code = rdata.status_code
-        facts.reason = rdata.reason
-        facts.response_version = rdata.http_version
-        facts.response_headers = rdata.headers.fields
-        facts.downloaded = len(rdata.content) if rdata.content is not None else 0
-        facts.response_start = rdata.timestamp_start
-        facts.response_end = rdata.timestamp_end
-    return facts
+        client.tls_version, rdata.status_code, rdata.reason, rdata.http_version,
+        rdata.headers.fields, len(rdata.content) if rdata.content is not None else 0,
+        rdata.timestamp_start, rdata.timestamp_end)
 
 
 def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> HttpFlowRecord:
@@ -139,7 +139,7 @@ class FlowExport:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._long: dict[str, _LongLived] = {}
-        self._clients_with_flows: dict[str, int] = {}
+        self._clients_with_flows: set[str] = set()  # connection ids
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
         self._held: list[tuple[http.HTTPFlow, int]] = []  # completed in this loop turn
 
@@ -226,8 +226,7 @@ class FlowExport:
     # -- HTTP hooks -----------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        client = flow.client_conn.id
-        self._clients_with_flows[client] = self._clients_with_flows.get(client, 0) + 1
+        self._clients_with_flows.add(flow.client_conn.id)
         if flow.request.stream:
             self._count_stream(flow, request=True)
 
@@ -259,7 +258,7 @@ class FlowExport:
 
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
         """Eager connects (reverse mode) fail before any HTTP flow exists: record the attempt."""
-        if self._clients_with_flows.get(data.client.id) or self.settings is None:
+        if data.client.id in self._clients_with_flows or self.settings is None:
             return
         client_host, client_port = endpoint(data.client.peername)
         proxy_host, proxy_port = endpoint(data.client.sockname)
@@ -275,7 +274,7 @@ class FlowExport:
         self._submit(record)
 
     def client_disconnected(self, client: Any) -> None:
-        self._clients_with_flows.pop(client.id, None)
+        self._clients_with_flows.discard(client.id)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -292,7 +291,8 @@ class FlowExport:
                                 and flow.response is not None
                                 and flow.response.status_code == 101):
             return  # the final record of this upgrade went out already
-        if not self._wanted(flow, settings):
+        if (settings.sampling > 1 or settings.flow_filter is not None) and not self._wanted(
+                flow, settings):
             return
         now = _now_ms()
         if error is None and not forced and entry is None and self._loop is not None:
@@ -319,16 +319,19 @@ class FlowExport:
         proxy 2% of its throughput (tests/bench/proxy.py).
         """
         held, self._held = self._held, []
+        exporter = self.exporter
+        if exporter is None:  # only before the first configure, when nothing is held
+            return
         for flow, now in held:
             try:
                 facts = flow_facts(flow, now)
             except Exception:  # a flow this code does not expect must not cost the others
                 logger.exception(f"flowexport: cannot read flow {flow.id}")
-                if self.exporter is not None:
-                    self.exporter.count_lost()
+                exporter.count_lost()
                 continue
-            self._end(facts, flow, flow.error, False)
-            self._submit(facts)
+            if flow.error is not None:
+                self._end(facts, flow, flow.error, False)
+            exporter.submit(facts)
 
     def _end(self, facts: FlowFacts, flow: http.HTTPFlow, error: Error | None,
              forced: bool) -> None:
