@@ -139,20 +139,15 @@ class Exporter:
         config: SessionConfig,
         *,
         queue_size: int = 16_384,
-        prepare: Callable[[Any], HttpFlowRecord] | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        """`prepare` turns a queued item into its record in the background task (default:
-        items are records); a producer can leave the costly part of building records to
-        the batch, where it costs less."""
         if queue_size <= 0:
             raise ValueError(f"queue size must be positive, not {queue_size}")
         self._clock = clock
         start = clock()
         self._targets = [_Target(spec, config, start) for spec in collectors]
-        self._queue: deque[Any] = deque()
+        self._queue: deque[HttpFlowRecord] = deque()
         self._queue_size = queue_size
-        self._prepare = prepare
         self.statistics = ExporterStatistics()
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,11 +162,11 @@ class Exporter:
 
     # -- producer side: called from hooks -------------------------------------------------
 
-    def submit(self, item: Any) -> bool:
-        """Queue a record (or an item for `prepare`); False when the queue was full."""
+    def submit(self, record: HttpFlowRecord) -> bool:
+        """Queue a record; False when the queue was full."""
         self.statistics.records += 1
         if self._closed:  # shutting down: no task any more, export right away
-            self._export_now([item], release=True)
+            self._export_now([record], release=True)
             return True
         if len(self._queue) >= self._queue_size:
             self.statistics.dropped += 1
@@ -179,7 +174,7 @@ class Exporter:
             for target in self._targets:
                 target.session.count_not_sent(1, now)
             return False
-        self._queue.append(item)
+        self._queue.append(record)
         queued = len(self._queue)
         if self._loop is not None and self._wakeup is not None:
             # one wake-up per batch, not per record: waking the task costs more than
@@ -273,21 +268,14 @@ class Exporter:
             self._queue.clear()
             self._export_now(batch, now)
 
-    def _export_now(self, items: list[Any], now: int | None = None, *,
+    def _export_now(self, records: list[HttpFlowRecord], now: int | None = None, *,
                     release: bool = False) -> None:
-        """Encode and send `items`; `release` closes sockets and files afterwards (a record
+        """Encode and send `records`; `release` closes sockets and files afterwards (a record
         that came after `close`)."""
         now = self._clock() if now is None else now
         if self._closed:  # after close: a socket of its own, so templates go first
             self._reopen()
-        prepare = self._prepare
-        for item in items:
-            try:
-                record = item if prepare is None else prepare(item)
-            except Exception:  # a bug in prepare must not stop export of the rest
-                logger.exception("flowexport: could not build a record")
-                self.count_lost(now)
-                continue
+        for record in records:
             for target in self._targets:
                 try:
                     target.session.add(record, now)

@@ -2,10 +2,8 @@
 
 `FlowFacts` holds the exchange as read from the proxy (raw bytes, tuples, numbers:
 nothing decoded, nothing that can form a reference cycle); `record_from_facts` does the
-costly part, text made safe for collectors and the privacy rules applied. Reading facts
-is cheap and happens in the proxy's hook; the record is built later, many in a row, in
-the exporter's batch (`Exporter(prepare=...)`), where it costs about half as much.
-Neither needs mitmproxy, so both can be tested, and reused, without it.
+costly part, text made safe for collectors and the privacy rules applied. Neither needs
+mitmproxy, so both can be tested, and reused, without it.
 """
 
 from __future__ import annotations
@@ -80,10 +78,9 @@ _REQUEST_HEADERS = {b"host": "host", b"user-agent": "user_agent", b"content-type
 class FlowFacts(msgspec.Struct, gc=False):
     """What a record needs from a flow, read from it and nothing decoded yet.
 
-    Reading these costs about 2 µs; turning them into a record costs more, and less when
-    many are done in a row, so `record_from_facts` runs in the exporter's batch. The
-    values are immutable (bytes, str, numbers, tuples of them), so the flow itself can
-    be let go. gc=False: nothing here can form a reference cycle.
+    The values are immutable (bytes, str, numbers, tuples of them): the facts can be
+    kept, or built in tests, without the flow. gc=False: nothing here can form a
+    reference cycle.
     """
 
     flow_id: str
@@ -202,10 +199,3 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
     if facts.response_start and facts.request_end:
         record.upstream_ttfb_ms = max(ms(facts.response_start) - ms(facts.request_end), 0)
     return record
-
-
-def record_of(item: FlowFacts | HttpFlowRecord, rules: RecordRules) -> HttpFlowRecord:
-    """An exporter's `prepare`: facts become a record, a record stays what it is."""
-    if isinstance(item, FlowFacts):
-        return record_from_facts(item, rules)
-    return item

@@ -195,9 +195,14 @@ def test_a_flow_that_cannot_be_read_is_counted_and_costs_no_other_record() -> No
         assert exporter.queued == 1
         assert exporter.statistics.encode_errors == 1
         assert exporter._targets[0].session.statistics.not_sent_flow_records == 1
-        record = addon._record(exporter._queue[0])
+        record = exporter._queue[0]
         assert good.response is not None and good.response.timestamp_end is not None
         assert record.end_ms == int(good.response.timestamp_end * 1000)
+        failed = tflow.tflow(err=True)
+        failed.request = None  # type: ignore[assignment]
+        addon.error(failed)  # in the hook itself: logged and counted, not raised
+        assert exporter.statistics.encode_errors == 2
+        assert exporter.queued == 1
         exporter.shutdown()
 
 

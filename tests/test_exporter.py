@@ -12,7 +12,6 @@ import pytest
 from ipfix.decoder import Decoder
 from ipfix.exporter import CollectorKind, Exporter, parse_collector
 from ipfix.filewriter import read_messages
-from ipfix.http import HttpFlowRecord
 from ipfix.session import SessionConfig
 from tests.conftest import sample_record
 from tests.e2e import Receiver
@@ -86,34 +85,6 @@ def test_full_queue_drops_and_counts_never_blocks() -> None:
     receiver.drain()
     assert exporter.statistics.dropped == 900
     assert len(receiver.flows) == 100
-    exporter.shutdown()
-    receiver.close()
-
-
-def test_prepare_builds_records_in_the_batch_and_its_failures_are_counted() -> None:
-    receiver = Receiver()
-
-    def prepare(index: int) -> HttpFlowRecord:
-        if index % 10 == 3:
-            raise RuntimeError("a flow this producer did not expect")
-        return sample_record(index)
-
-    async def scenario() -> Exporter:
-        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
-                            SessionConfig(flush_interval_ms=5), prepare=prepare)
-        exporter.start()
-        for index in range(50):
-            exporter.submit(index)
-        await asyncio.sleep(0.2)
-        exporter.close()
-        return exporter
-
-    exporter = asyncio.run(scenario())
-    receiver.drain()
-    assert sorted(f["flowId"] for f in receiver.flows) == [
-        1000 + i for i in range(50) if i % 10 != 3]
-    assert exporter.statistics.encode_errors == 5
-    assert exporter._targets[0].session.statistics.not_sent_flow_records == 5
     exporter.shutdown()
     receiver.close()
 
