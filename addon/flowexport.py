@@ -76,22 +76,18 @@ def flow_facts(flow: http.HTTPFlow, now_ms: int) -> FlowFacts:
     data = flow.request.data
     client = flow.client_conn
     response = flow.response
-    if response is None:
-        return FlowFacts(
-            flow.id, now_ms, data.timestamp_start, data.timestamp_end, data.method, data.path,
-            data.http_version, data.authority, data.host, data.headers.fields,
-            len(data.content) if data.content is not None else 0,
-            client.peername, client.sockname, flow.server_conn.peername, client.sni,
-            client.tls_version, None)
-    rdata = response.data
-    return FlowFacts(  # positional: attribute stores afterwards cost as much again
+    answer: tuple[Any, ...] = (None,)  # no status code: the other response facts stay empty
+    if response is not None:
+        rdata = response.data
+        answer = (rdata.status_code, rdata.reason, rdata.http_version, rdata.headers.fields,
+                  len(rdata.content) if rdata.content is not None else 0,
+                  rdata.timestamp_start, rdata.timestamp_end)
+    return FlowFacts(  # positional: storing attributes afterwards costs as much again
         flow.id, now_ms, data.timestamp_start, data.timestamp_end, data.method, data.path,
         data.http_version, data.authority, data.host, data.headers.fields,
         len(data.content) if data.content is not None else 0,
         client.peername, client.sockname, flow.server_conn.peername, client.sni,
-        client.tls_version, rdata.status_code, rdata.reason, rdata.http_version,
-        rdata.headers.fields, len(rdata.content) if rdata.content is not None else 0,
-        rdata.timestamp_start, rdata.timestamp_end)
+        client.tls_version, *answer)
 
 
 def record_from_flow(flow: http.HTTPFlow, settings: Settings, now_ms: int) -> HttpFlowRecord:
