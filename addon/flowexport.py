@@ -136,7 +136,7 @@ class FlowExport:
         self._long: dict[str, _LongLived] = {}
         self._clients_with_flows: set[str] = set()  # connection ids
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
-        self._held: list[tuple[http.HTTPFlow, int]] = []  # completed in this loop turn
+        self._held: list[http.HTTPFlow] = []  # completed in this loop turn
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -289,14 +289,13 @@ class FlowExport:
         if (settings.sampling > 1 or settings.flow_filter is not None) and not self._wanted(
                 flow, settings):
             return
-        now = _now_ms()
         if error is None and not forced and entry is None and self._loop is not None:
             # completed, as far as this hook knows: see `_release`
             if not self._held:
                 self._loop.call_soon(self._release)
-            self._held.append((flow, now))
+            self._held.append(flow)
             return
-        record = self._record_of(flow, now, error, forced, settings.rules)
+        record = self._record_of(flow, _now_ms(), error, forced, settings.rules)
         if record is None:
             return
         if entry is not None:
@@ -317,8 +316,9 @@ class FlowExport:
         exporter, settings = self.exporter, self.settings
         if exporter is None or settings is None:  # only before the first configure: none held
             return
-        rules = settings.rules
-        for flow, now in held:
+        # one clock reading for all: a completed flow ends at its response's timestamp anyway
+        rules, now = settings.rules, _now_ms()
+        for flow in held:
             record = self._record_of(flow, now, flow.error, False, rules)
             if record is not None:
                 exporter.submit(record)

@@ -189,7 +189,7 @@ def test_a_flow_that_cannot_be_read_is_counted_and_costs_no_other_record() -> No
         broken = tflow.tflow(resp=True)
         broken.request = None  # type: ignore[assignment]  # never from mitmproxy; still survived
         good = tflow.tflow(resp=True)
-        addon._held = [(broken, 1), (good, 2)]
+        addon._held = [broken, good]
         addon._release()
         exporter = addon.exporter
         assert exporter.queued == 1
