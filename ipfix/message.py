@@ -82,7 +82,10 @@ class MessagePacker(ABC):
         size = len(record)
         if size > self.record_budget:
             raise ValueError(f"record of {size} bytes exceeds {self.record_budget}")
-        if self._grown_size(set_id, size) > self.max_message_size:
+        # an empty message always has room (record_budget); a record that cannot fit even
+        # without set header and padding needs no exact sum (v9: every record, at 1400 bytes)
+        if self._sets and (self._size + size > self.max_message_size
+                           or self._grown_size(set_id, size) > self.max_message_size):
             self.close(now_ms)
         padding = self.padding
         payload = self._payloads.get(set_id)
