@@ -84,7 +84,7 @@ class FlowFacts(msgspec.Struct, gc=False):
     """
 
     flow_id: str
-    now_ms: int  # when the hook saw the flow end
+    now_ms: int  # when the flow was read: in its hook, or one loop turn after it
     request_start: float | None
     request_end: float | None
     method: bytes
