@@ -6,7 +6,8 @@
 One mitmdump per variant (reverse mode, `-q`), pinned to core 0; the upstream, the UDP
 sinks that stand in for collectors, and wrk (one thread, 20 keep-alive connections)
 share core 1. An epoch starts a fresh mitmdump for every variant, and each of its rounds
-loads every variant once, for a few seconds, in a rotating order:
+loads every variant once, for a few seconds, in a rotating order, with the empty script
+before and after each (E v1 E v2 E ... E):
 
     none      mitmdump with no script
     empty     mitmdump -s an empty script (the fair baseline: hosting a script costs)
@@ -17,7 +18,8 @@ loads every variant once, for a few seconds, in a rotating order:
     dead      IPFIX to a port where nothing listens (ICMP port unreachable)
 
 Why this shape: on a shared machine the load of other tenants drifts over minutes, so
-ratios are taken within a round (variant / empty of the same round), seconds apart. And
+each ratio is a variant against the mean of the empty-script runs just before and just
+after it: a drift that is steady over those seconds cancels out. And
 a process has its own luck (memory layout, hash seed) that stays with it for its life:
 two mitmdumps with the same script differed by 2.5% for a whole run. Fresh processes
 every epoch let that luck average out instead of biasing every ratio. Prints per-variant
@@ -207,6 +209,9 @@ def measure(port: int, seconds: int, pid: int) -> tuple[float, float, float, flo
             (system_after - system) * per_request)
 
 
+Run = tuple[float, float, float, float, float]  # requests/s, p50, p99, CPU, kernel CPU
+
+
 class Variant:
     """One variant: its mitmdump of the current epoch and its measurements of all rounds."""
 
@@ -214,10 +219,14 @@ class Variant:
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.runs: list[tuple[float, float, float, float, float]] = []  # one per round
+        self.runs: list[Run] = []  # one per round (the empty script: one per neighbour)
+        self.relative: list[Run] = []  # each run / the mean of the empty runs around it
 
     def column(self, index: int) -> list[float]:
         return [run[index] for run in self.runs]
+
+    def ratios(self, index: int) -> list[float]:
+        return [run[index] for run in self.relative]
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -228,14 +237,17 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return low, mid, high
 
 
-def ratios(variant: Variant, base: Variant, index: int) -> list[float]:
-    """Per-round ratios: both measured in the same round, minutes of drift cancel out."""
-    return [a / b for a, b in zip(variant.column(index), base.column(index), strict=True)]
+def relative(run: Run, before: Run, after: Run) -> Run:
+    """A run against the mean of the empty-script runs on either side of it."""
+    return tuple(value / ((b + a) / 2) if b + a else 0.0  # type: ignore[return-value]
+                 for value, b, a in zip(run, before, after, strict=True))
 
 
-def spread(variant: Variant, base: Variant, index: int) -> str:
+def spread(variant: Variant, index: int) -> str:
     """Median of per-round ratios with its 25th-75th percentile."""
-    low, mid, high = quartiles(ratios(variant, base, index))
+    if variant.name == "empty":
+        return f"{1:.3f} [{1:.3f}-{1:.3f}]"
+    low, mid, high = quartiles(variant.ratios(index))
     return f"{mid:.3f} [{low:.3f}-{high:.3f}]"
 
 
@@ -243,21 +255,36 @@ def report(variants: dict[str, Variant], epochs: int, rounds: int, seconds: int,
            received: int) -> None:
     print(f"\n{epochs} epochs x {rounds} rounds x {seconds} s per variant, wrk -t1 -c20, "
           f"mitmdump on core 0; sinks received {received} datagrams")
-    print("ratios are medians of per-round ratios [25th-75th percentile]")
-    base = variants.get("empty")
+    print("ratios: median [25th-75th percentile] over rounds of each run against the mean of "
+          "the empty-script runs just before and after it")
     none = variants.get("none")
     print(f"{'variant':<9}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'cpu us/req':>11}{'sys':>5}"
           f"{'req/s vs empty':>22}{'vs none':>8}{'p99 vs empty':>21}{'cpu vs empty':>21}")
     for variant in variants.values():
         rps, p50, p99, cpu, system = (statistics.median(variant.column(i)) for i in range(5))
         line = f"{variant.name:<9}{rps:>7.0f}{p50:>8.2f}{p99:>8.2f}{cpu:>11.0f}{system:>5.0f}"
-        if base is not None:
-            line += f"{spread(variant, base, 0):>22}"
-        vs_none = statistics.median(ratios(variant, none, 0)) if none is not None else None
-        line += f"{vs_none:>8.3f}" if vs_none is not None else f"{'-':>8}"
-        if base is not None:
-            line += f"{spread(variant, base, 2):>21}{spread(variant, base, 3):>21}"
+        line += f"{spread(variant, 0):>22}"
+        if none is not None and variant.name != "empty":
+            # both against the empty runs of the same round: their quotient compares them
+            vs_none = statistics.median(a / b for a, b in zip(
+                variant.ratios(0), none.ratios(0), strict=True))
+            line += f"{vs_none:>8.3f}"
+        elif none is not None:
+            line += f"{statistics.median(1 / r for r in none.ratios(0)):>8.3f}"
+        else:
+            line += f"{'-':>8}"
+        line += f"{spread(variant, 2):>21}{spread(variant, 3):>21}"
         print(line)
+
+
+def run_variant(variant: Variant, seconds: int, label: str) -> Run:
+    assert variant.process is not None
+    run = measure(variant.port, seconds, variant.process.pid)
+    variant.runs.append(run)
+    rps, p50, p99, cpu, system = run
+    print(f"{label} {variant.name:<9} {rps:8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+          f"cpu {cpu:6.0f} us/req (sys {system:4.0f})", flush=True)
+    return run
 
 
 def main() -> int:
@@ -285,7 +312,10 @@ def main() -> int:
     upstream = Helper("--serve-upstream")
     sinks = [Helper("--serve-sink"), Helper("--serve-sink")]
     names = args.variants.split(",")
+    if "empty" not in names:
+        sys.exit("the variants must include `empty`: every ratio is taken against it")
     variants = {name: Variant(name) for name in names}
+    others = [name for name in names if name != "empty"]
     with tempfile.TemporaryDirectory() as confdir:
         empty = Path(confdir) / "empty.py"
         empty.write_text("# hosts no addon: the cost of loading a script at all\n")
@@ -295,16 +325,15 @@ def main() -> int:
                     variant.process, variant.port = start_mitmdump(
                         variant.name, upstream.port, sinks, confdir, empty)
                 for round_index in range(args.rounds):
-                    shift = (epoch * args.rounds + round_index) % len(names)
-                    for name in names[shift:] + names[:shift]:
+                    shift = (epoch * args.rounds + round_index) % max(len(others), 1)
+                    label = f"epoch {epoch + 1} round {round_index + 1}"
+                    before = run_variant(variants["empty"], args.seconds, label)
+                    for name in others[shift:] + others[:shift]:
                         variant = variants[name]
-                        assert variant.process is not None
-                        variant.runs.append(measure(variant.port, args.seconds,
-                                                    variant.process.pid))
-                        rps, p50, p99, cpu, system = variant.runs[-1]
-                        print(f"epoch {epoch + 1} round {round_index + 1} {name:<9} {rps:8.0f} "
-                              f"req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  cpu {cpu:6.0f} "
-                              f"us/req (sys {system:4.0f})", flush=True)
+                        run = run_variant(variant, args.seconds, label)
+                        after = run_variant(variants["empty"], args.seconds, label)
+                        variant.relative.append(relative(run, before, after))
+                        before = after
             finally:
                 stop([v.process for v in variants.values() if v.process is not None])
     received = sum(int(sink.finish() or 0) for sink in sinks)
