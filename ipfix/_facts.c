@@ -106,10 +106,19 @@ static int safe_text(PyObject *value, PyObject **out) {
     return *out == NULL ? -1 : 0;
 }
 
-/* facts.ms: float seconds (or None / 0) as integer milliseconds, truncated as int() does. */
+/* facts.ms: seconds (float, int, or None) as integer milliseconds, truncated as int() does. */
 static int to_ms(PyObject *timestamp, long long *out) {
     if (timestamp == Py_None) {
         *out = 0;
+        return 0;
+    }
+    if (PyLong_CheckExact(timestamp)) { /* flows made by scripts or tests */
+        int overflow = 0;
+        long long seconds = PyLong_AsLongLongAndOverflow(timestamp, &overflow);
+        if (overflow || seconds > 9000000000000000LL || seconds < -9000000000000000LL) {
+            return FALLBACK;
+        }
+        *out = seconds * 1000;
         return 0;
     }
     if (!PyFloat_CheckExact(timestamp)) {
@@ -130,7 +139,13 @@ static int to_ms(PyObject *timestamp, long long *out) {
 
 /* A timestamp's truth, as Python's `if timestamp` (to_ms took the others to Python). */
 static int is_set(PyObject *timestamp) {
-    return timestamp != Py_None && PyFloat_AS_DOUBLE(timestamp) != 0.0;
+    if (timestamp == Py_None) {
+        return 0;
+    }
+    if (PyLong_CheckExact(timestamp)) {
+        return PyObject_IsTrue(timestamp);
+    }
+    return PyFloat_AS_DOUBLE(timestamp) != 0.0;
 }
 
 /* facts.endpoint: (host, port) of an address tuple, IPv4-mapped IPv6 unwrapped and any zone
