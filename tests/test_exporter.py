@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ipfix import exporter as exporter_module
 from ipfix.decoder import Decoder
 from ipfix.exporter import CollectorKind, Exporter, parse_collector
 from ipfix.filewriter import read_messages
@@ -63,6 +64,39 @@ def test_batches_reach_every_collector_without_loss(tmp_path: Path) -> None:
     assert exporter.statistics.dropped == 0 and exporter.statistics.send_errors == 0
     ipfix.close()
     v9.close()
+
+
+def test_a_big_batch_lets_the_proxy_run_between_slices() -> None:
+    """The task encodes SLICE_RECORDS at a time and yields: other callbacks on the loop
+    (the proxy's) run while a large queue drains, and every record still goes out."""
+    receiver = Receiver()
+    total = 5 * exporter_module.SLICE_RECORDS + 3
+
+    async def scenario() -> tuple[Exporter, list[int]]:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
+                            SessionConfig(flush_interval_ms=5), queue_size=10_000)
+        exporter.start()
+        await asyncio.sleep(0.05)  # connected, templates out
+        seen: list[int] = []
+
+        def proxy_turn() -> None:  # what the loop's other users see of the queue
+            seen.append(exporter.queued)
+            if exporter.queued:
+                asyncio.get_running_loop().call_soon(proxy_turn)
+
+        for index in range(total):  # one burst: the queue passes WAKE_AT_RECORDS
+            exporter.submit(sample_record(index))
+        asyncio.get_running_loop().call_soon(proxy_turn)
+        await asyncio.sleep(0.2)
+        exporter.close()
+        return exporter, seen
+
+    exporter, seen = asyncio.run(scenario())
+    receiver.drain()
+    assert any(0 < queued < total for queued in seen), seen  # ran while the queue drained
+    assert len(receiver.flows) == total and exporter.statistics.dropped == 0
+    exporter.shutdown()
+    receiver.close()
 
 
 def test_full_queue_drops_and_counts_never_blocks() -> None:
