@@ -137,6 +137,7 @@ class FlowExport:
         self._clients_with_flows: set[str] = set()  # connection ids
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
         self._held: list[http.HTTPFlow] = []  # completed in this loop turn
+        self._warned_uncounted = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -288,6 +289,12 @@ class FlowExport:
             return  # the final record of this upgrade went out already
         if not self._wanted(flow, settings):
             return
+        if entry is None:
+            try:
+                if flow.request.stream or (flow.response is not None and flow.response.stream):
+                    entry = self._streamed_past_counter(flow)
+            except Exception:  # a flow that cannot be read: _record_of logs and counts it
+                pass
         if error is None and not forced and entry is None and self._loop is not None:
             # completed, as far as this hook knows: see `_release`
             if not self._held:
@@ -357,6 +364,26 @@ class FlowExport:
         if entry is None:
             entry = self._long[flow.id] = _LongLived(flow, _now_ms())
         return entry
+
+    def _streamed_past_counter(self, flow: http.HTTPFlow) -> _LongLived | None:
+        """A body streamed without our counter: another addon set `.stream` after our hook
+        ran, or mitmproxy began streaming a chunked body midway (stream_large_bodies).
+        Nobody counted its bytes; Content-Length, where there is one, says how many."""
+        sizes = []
+        for message in (flow.request, flow.response):
+            uncounted = (message is not None and bool(message.stream)
+                         and message.raw_content is None)
+            sizes.append(_declared_length(message) if uncounted else None)
+        if sizes == [None, None]:
+            return None
+        if not self._warned_uncounted:
+            self._warned_uncounted = True
+            logger.warning("flowexport: a body was streamed past the addon's counter (an "
+                           "addon loaded after flowexport set .stream, or mitmproxy began "
+                           "streaming a chunked body midway): its size comes from "
+                           "Content-Length, 0 without one. Load flowexport after addons "
+                           "that stream bodies to count theirs exactly.")
+        return _LongLived(flow, 0, uploaded=sizes[0] or 0, downloaded=sizes[1] or 0)
 
     def _count_stream(self, flow: http.HTTPFlow, *, request: bool) -> None:
         entry = self._track(flow)
@@ -501,6 +528,12 @@ def _name_values(option: str, entries: Sequence[str]) -> dict[str, int]:
             raise exceptions.OptionsError(f"{option}: expected ELEMENT=N, got {entry!r}")
         out[name.strip()] = int(value)
     return out
+
+
+def _declared_length(message: http.Message | None) -> int:
+    """Content-Length of a message, 0 when absent or not a number."""
+    value = message.headers.get("content-length", "") if message is not None else ""
+    return int(value) if value.isdigit() else 0
 
 
 def _now_ms() -> int:

@@ -190,6 +190,38 @@ def test_streamed_bodies_are_counted(tmp_path: Path, upstream: Upstream,
     del upload
 
 
+LATE_STREAMER = """
+from mitmproxy import http
+
+def requestheaders(flow: http.HTTPFlow) -> None:
+    if flow.request.path.startswith("/echo"):
+        flow.request.stream = True
+
+def responseheaders(flow: http.HTTPFlow) -> None:
+    if flow.request.path.startswith("/big"):
+        flow.response.stream = True
+"""
+
+
+def test_bodies_streamed_past_our_counter_are_sized_and_said(tmp_path: Path, upstream: Upstream,
+                                                             collector: Collector) -> None:
+    """Another addon, loaded after ours, streams bodies our hooks saw as ordinary: their
+    sizes come from Content-Length, and the log says they were not counted."""
+    streamer = tmp_path / "late_streamer.py"
+    streamer.write_text(LATE_STREAMER)
+    with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                  "--set", f"flowexport_collectors={collector.address}",
+                  scripts=(streamer,)) as proxy:
+        assert len(curl(f"{proxy.url}/big?n=250000").stdout) == 250000
+        curl("-X", "POST", "--data-binary", "x" * 5000, f"{proxy.url}/echo")
+        records = one_per_flow(collector.wait_for(2))
+        log = proxy.log()
+    assert records["/big"]["downloadedBytes"] == 250000
+    assert records["/echo"]["uploadedBytes"] == 5000
+    assert records["/big"]["responderOctets"] > 250000  # the head counts too
+    assert "streamed past" in log
+
+
 KILLER = """
 from mitmproxy import http
 
