@@ -89,6 +89,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/invalid":
             self.wfile.write(b"THIS IS NOT HTTP\r\n\r\n")
             self.close_connection = True
+        elif path == "/drip":  # a body in 1000-byte pieces, `ms` apart
+            pieces, pause = int(query.get("n", ["4"])[0]), int(query.get("ms", ["500"])[0])
+            self.send_response(200)
+            self.send_header("Content-Length", str(1000 * pieces))
+            self.end_headers()
+            for _ in range(pieces):
+                self.wfile.write(b"d" * 1000)
+                self.wfile.flush()
+                time.sleep(pause / 1000)
         elif path == "/big":
             self._send(200, b"x" * int(query.get("n", ["100000"])[0]), "application/octet-stream")
         elif path == "/echo":

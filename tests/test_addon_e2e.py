@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import Collector, Mitmdump, Upstream, curl, wait_until, websocket_session
+from tests.e2e import (
+    ADDON,
+    Collector,
+    Mitmdump,
+    Upstream,
+    curl,
+    wait_until,
+    websocket_session,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 
@@ -198,7 +206,7 @@ def requestheaders(flow: http.HTTPFlow) -> None:
         flow.request.stream = True
 
 def responseheaders(flow: http.HTTPFlow) -> None:
-    if flow.request.path.startswith("/big"):
+    if flow.request.path.startswith(("/big", "/drip")):
         flow.response.stream = True
 """
 
@@ -220,6 +228,33 @@ def test_bodies_streamed_past_our_counter_are_sized_and_said(tmp_path: Path, ups
     assert records["/echo"]["uploadedBytes"] == 5000
     assert records["/big"]["responderOctets"] > 250000  # the head counts too
     assert "streamed past" in log
+
+
+def test_a_streaming_addon_before_ours_turns_response_counting_on(
+        tmp_path: Path, upstream: Upstream, collector: Collector) -> None:
+    """Without stream_large_bodies the addon does not listen to responseheaders (mitmproxy
+    would call it for every response). The first response another addon streams is sized
+    from Content-Length and turns it on: the second is counted as it passes, which shows
+    as interim records while it lasts."""
+    streamer = tmp_path / "early_streamer.py"
+    streamer.write_text(LATE_STREAMER)
+    with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                  "--set", f"flowexport_collectors={collector.address}",
+                  "--set", "flowexport_active_timeout_s=1",
+                  script=streamer, scripts=(ADDON,)) as proxy:
+        for _ in range(2):
+            assert len(curl(f"{proxy.url}/drip?n=5&ms=600").stdout) == 5000
+        collector.wait_for(2, where=lambda r: r["flowEndReason"] == 3)
+        log = proxy.log()
+    first, second = sorted({r["flowId"]: r["flowStartMilliseconds"]
+                            for r in collector.records}.items(), key=lambda i: i[1])
+    by_flow = {flow: [r for r in collector.records if r["flowId"] == flow]
+               for flow, _ in (first, second)}
+    assert [r["flowEndReason"] for r in by_flow[first[0]]] == [3]  # uncounted: one record
+    assert sum(r["downloadedBytes"] for r in by_flow[first[0]]) == 5000
+    assert 2 in {r["flowEndReason"] for r in by_flow[second[0]]}  # counted: interim ones
+    assert sum(r["downloadedBytes"] for r in by_flow[second[0]]) == 5000
+    assert log.count("streamed past") == 1
 
 
 KILLER = """

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mitmproxy import exceptions
+from mitmproxy.addons import proxyserver
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow
 
@@ -181,6 +182,32 @@ def test_options_are_parsed_once_into_settings() -> None:
     assert settings.session.observation_domain_id == 7
     assert settings.session.max_lengths["httpRequestHost"] == 32
     assert settings.sampling == settings.session.sampling_interval == 5  # announced too
+
+
+def test_responseheaders_is_bound_only_while_responses_can_be_streamed() -> None:
+    """mitmproxy calls a bound hook for every response even when it does nothing; without
+    stream_large_bodies there is nothing to count until a streamed response shows up."""
+    addon = fx.FlowExport()
+    table: dict[str, Any] = {"responseheaders": addon.responseheaders}
+    addon.hook_table = table
+    with taddons.context(addon, proxyserver.Proxyserver()) as context:
+        context.configure(addon)
+        assert "responseheaders" not in table
+        context.configure(addon, stream_large_bodies="1m")
+        assert table["responseheaders"] == addon.responseheaders
+        context.configure(addon, stream_large_bodies=None)
+        assert "responseheaders" not in table
+        streamed = tflow.tflow(resp=True)  # streamed by an addon before ours: uncounted
+        assert streamed.response is not None
+        streamed.response.stream = True
+        streamed.response.data.content = None
+        streamed.response.headers["content-length"] = "12345"
+        addon.response(streamed)
+        assert table["responseheaders"] == addon.responseheaders  # from now on, counted
+        assert addon.exporter.queued == 1
+        assert addon.exporter._queue[0].downloaded_bytes == 12345
+        context.configure(addon, flowexport_sampling=1)
+        assert "responseheaders" in table  # stays, once streams were seen
 
 
 def test_a_flow_that_cannot_be_read_is_counted_and_costs_no_other_record() -> None:
