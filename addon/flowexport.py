@@ -388,11 +388,12 @@ class FlowExport:
             self._count_streamed_responses(True)  # an addon before ours may stream more
         if not self._warned_uncounted:
             self._warned_uncounted = True
-            logger.warning("flowexport: a body was streamed past the addon's counter (an "
-                           "addon loaded after flowexport set .stream, or mitmproxy began "
-                           "streaming a chunked body midway): its size comes from "
-                           "Content-Length, 0 without one. Load flowexport after addons "
-                           "that stream bodies to count theirs exactly.")
+            logger.warning("flowexport: a body was streamed past the addon's counter "
+                           "(another addon set .stream where flowexport was not counting, "
+                           "or mitmproxy began streaming a chunked body midway): its size "
+                           "comes from Content-Length, 0 without one. Response streams are "
+                           "counted from now on; load flowexport after addons that stream "
+                           "request bodies to count those too.")
         return _LongLived(flow, 0, uploaded=sizes[0] or 0, downloaded=sizes[1] or 0)
 
     def _count_streamed_responses(self, on: bool) -> None:
