@@ -57,6 +57,7 @@ enum { H_HOST, H_USER_AGENT, H_CONTENT_TYPE, H_REFERER, H_X_FORWARDED_FOR, H_COO
 static const char *const header_names[H_COUNT] = {
     "host", "user-agent", "content-type", "referer", "x-forwarded-for", "cookie",
 };
+static const char *const response_header_names[1] = {"content-type"};
 static const int header_fields[H_COUNT] = {
     -1, R_USER_AGENT, R_CONTENT_TYPE, R_REFERRER, R_X_FORWARDED_FOR, R_COOKIE,
 };
@@ -220,9 +221,10 @@ static int flow_id(PyObject *uuid, PyObject **out) {
 
 /* A header list as mitmproxy keeps it: a tuple of (name, value) tuples of bytes. Adds the
  * bytes the head took on the wire to *head, and the first value (borrowed) of each header
- * in `names` to its slot in `wanted`. */
+ * in `names` to its slot in `wanted`; with `skip_empty`, the first value that is not
+ * empty (its text is empty exactly when its bytes are). */
 static int scan_headers(PyObject *headers, long long *head, const char *const *names,
-                        PyObject **wanted, int count) {
+                        PyObject **wanted, int count, int skip_empty) {
     if (!PyTuple_CheckExact(headers)) {
         return FALLBACK;
     }
@@ -239,7 +241,7 @@ static int scan_headers(PyObject *headers, long long *head, const char *const *n
         }
         *head += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
         for (int h = 0; h < count; h++) {
-            if (wanted[h] == NULL &&
+            if (wanted[h] == NULL && (!skip_empty || PyBytes_GET_SIZE(value) > 0) &&
                 ascii_caseeq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), names[h])) {
                 wanted[h] = value;
                 break;
@@ -341,7 +343,7 @@ static PyObject *build_record(PyObject *self, PyObject *const *args, Py_ssize_t 
     long long head = PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(path) +
                      PyBytes_GET_SIZE(version) + 6; /* request line, blank line */
     PyObject *found[H_COUNT] = {NULL};
-    CHECK(scan_headers(f[F_REQUEST_HEADERS], &head, header_names, found, H_COUNT));
+    CHECK(scan_headers(f[F_REQUEST_HEADERS], &head, header_names, found, H_COUNT, 0));
     PyObject *host = NULL;
     PyObject *sni = f[F_SNI];
     int has_sni = 0;
@@ -451,37 +453,12 @@ static PyObject *build_record(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
         long long response_head = PyBytes_GET_SIZE(f[F_RESPONSE_VERSION]) +
                                   PyBytes_GET_SIZE(f[F_REASON]) + 9; /* status line, blank */
-        PyObject *headers = f[F_RESPONSE_HEADERS];
-        if (!PyTuple_CheckExact(headers)) {
-            status = FALLBACK;
-            goto done;
-        }
         /* the first Content-Type whose text is not empty, as Python looks for it */
         PyObject *content_type = NULL;
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(headers); i++) {
-            PyObject *pair = PyTuple_GET_ITEM(headers, i);
-            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-                !PyBytes_CheckExact(PyTuple_GET_ITEM(pair, 0)) ||
-                !PyBytes_CheckExact(PyTuple_GET_ITEM(pair, 1))) {
-                Py_XDECREF(content_type);
-                status = FALLBACK;
-                goto done;
-            }
-            PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
-            response_head += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4;
-            if ((content_type == NULL || PyUnicode_GET_LENGTH(content_type) == 0) &&
-                ascii_caseeq(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name), "content-type")) {
-                PyObject *text;
-                status = safe_text(value, &text);
-                if (status != 0) {
-                    Py_XDECREF(content_type);
-                    goto done;
-                }
-                Py_XSETREF(content_type, text);
-            }
-        }
+        CHECK(scan_headers(f[F_RESPONSE_HEADERS], &response_head, response_header_names,
+                           &content_type, 1, 1));
         if (content_type != NULL) {
-            values[R_RESPONSE_CONTENT_TYPE] = content_type;
+            CHECK(safe_text(content_type, &values[R_RESPONSE_CONTENT_TYPE]));
         }
         long long downloaded, end_ms, response_start, request_end; /* 0: none */
         CHECK(as_long_long(f[F_DOWNLOADED], &downloaded));
