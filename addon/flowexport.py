@@ -70,6 +70,8 @@ class _LongLived:
     exported_up: int = 0  # what earlier records already counted
     exported_down: int = 0
     head_exported: bool = False
+    counts_request: bool = False  # our counter wraps the request's / response's stream
+    counts_response: bool = False
 
 
 def flow_facts(flow: http.HTTPFlow, now_ms: int) -> FlowFacts:
@@ -296,12 +298,11 @@ class FlowExport:
             return  # the final record of this upgrade went out already
         if not self._wanted(flow, settings):
             return
-        if entry is None:
-            try:
-                if flow.request.stream or (flow.response is not None and flow.response.stream):
-                    entry = self._streamed_past_counter(flow)
-            except Exception:  # a flow that cannot be read: _record_of logs and counts it
-                pass
+        try:
+            if flow.request.stream or (flow.response is not None and flow.response.stream):
+                entry = self._streamed_past_counter(flow, entry)
+        except Exception:  # a flow that cannot be read: _record_of logs and counts it
+            pass
         if error is None and not forced and entry is None and self._loop is not None:
             # completed, as far as this hook knows: see `_release`
             if not self._held:
@@ -372,17 +373,21 @@ class FlowExport:
             entry = self._long[flow.id] = _LongLived(flow, _now_ms())
         return entry
 
-    def _streamed_past_counter(self, flow: http.HTTPFlow) -> _LongLived | None:
-        """A body streamed without our counter: another addon set `.stream` after our hook
-        ran, or mitmproxy began streaming a chunked body midway (stream_large_bodies).
-        Nobody counted its bytes; Content-Length, where there is one, says how many."""
+    def _streamed_past_counter(self, flow: http.HTTPFlow,
+                               entry: _LongLived | None) -> _LongLived | None:
+        """A body streamed without our counter: another addon set `.stream` where our hook
+        did not see it, or mitmproxy began streaming a chunked body midway
+        (stream_large_bodies). Nobody counted its bytes; Content-Length, where there is
+        one, says how many. The other body of the exchange may have been counted (`entry`)."""
+        counted = (entry is not None and entry.counts_request,
+                   entry is not None and entry.counts_response)
         sizes = []
-        for message in (flow.request, flow.response):
-            uncounted = (message is not None and bool(message.stream)
+        for message, ours in zip((flow.request, flow.response), counted, strict=True):
+            uncounted = (message is not None and not ours and bool(message.stream)
                          and message.raw_content is None)
             sizes.append(_declared_length(message) if uncounted else None)
         if sizes == [None, None]:
-            return None
+            return entry
         if sizes[1] is not None and not self._saw_streamed_response:
             self._saw_streamed_response = True
             self._count_streamed_responses(True)  # an addon before ours may stream more
@@ -394,7 +399,11 @@ class FlowExport:
                            "comes from Content-Length, 0 without one. Response streams are "
                            "counted from now on; load flowexport after addons that stream "
                            "request bodies to count those too.")
-        return _LongLived(flow, 0, uploaded=sizes[0] or 0, downloaded=sizes[1] or 0)
+        if entry is None:
+            entry = _LongLived(flow, 0)
+        entry.uploaded += sizes[0] or 0
+        entry.downloaded += sizes[1] or 0
+        return entry
 
     def _count_streamed_responses(self, on: bool) -> None:
         """Bind `responseheaders` only while responses may be streamed: mitmproxy calling a
@@ -414,6 +423,10 @@ class FlowExport:
         message = flow.request if request else flow.response
         assert message is not None
         inner = message.stream
+        if request:
+            entry.counts_request = True
+        else:
+            entry.counts_response = True
 
         def count(chunk: bytes) -> Any:
             if request:

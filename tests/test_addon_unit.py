@@ -210,6 +210,27 @@ def test_responseheaders_is_bound_only_while_responses_can_be_streamed() -> None
         assert "responseheaders" in table  # stays, once streams were seen
 
 
+def test_a_counted_request_and_an_uncounted_streamed_response_both_have_their_bytes() -> None:
+    """The request's stream was ours to count; the response was streamed where no hook of
+    ours saw it: its size comes from Content-Length, the request's from the counter."""
+    addon, context = configured()
+    with context:
+        flow = tflow.tflow(resp=True)
+        response = flow.response
+        assert response is not None
+        flow.request.stream = True
+        addon.requestheaders(flow)  # our counter wraps the request stream
+        assert callable(flow.request.stream)
+        flow.request.stream(b"x" * 300)
+        flow.request.data.content = None
+        response.stream = True
+        response.data.content = None
+        response.headers["content-length"] = "4321"
+        addon.response(flow)
+        record = addon.exporter._queue[-1]
+        assert (record.uploaded_bytes, record.downloaded_bytes) == (300, 4321)
+
+
 def test_a_flow_that_cannot_be_read_is_counted_and_costs_no_other_record() -> None:
     addon, context = configured()
     with context:
