@@ -23,6 +23,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 1400  # leaves room for IP/UDP headers and tunnels un
 _FIELD_SPEC = struct.Struct("!HH")
 _ENTERPRISE_FIELD_SPEC = struct.Struct("!HHI")
 _ENTERPRISE_BIT = 0x8000  # §3.2
+_ZEROS = tuple(bytes(n) for n in range(4))  # set padding (v9 pads flowsets to 4 bytes)
 
 
 def ipfix_template_record(template: Template) -> bytes:
@@ -70,6 +71,9 @@ class MessagePacker(ABC):
         self.closed_messages = 0
         budget = max_message_size - self.header_size - SET_HEADER.size
         self.record_budget = budget - budget % self.padding  # the largest record that fits
+        # a flow record larger than this leaves no room for a second one of its size: it
+        # goes out in a message of its own at once (every v9 record at default widths)
+        self.solo_size = self.record_budget // 2
 
     def add(
         self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
@@ -103,6 +107,11 @@ class MessagePacker(ABC):
         self._data_records += is_data
         self._flow_records += is_flow
 
+    @property
+    def holds_records(self) -> bool:
+        """The current message has records, waiting for `close`."""
+        return bool(self._sets)
+
     def _grown_size(self, set_id: int, size: int) -> int:
         """The message size, padding included, once a record of `size` bytes is added."""
         padding = self.padding
@@ -114,7 +123,8 @@ class MessagePacker(ABC):
                 + (-(payload + size) % padding) - (-payload % padding))
 
     def add_flow(self, set_id: int, record: bytes, now_ms: int) -> None:
-        """`add` for a flow record: the common case (set open, no padding, room left) short."""
+        """`add` for a flow record, with short ways for the two common cases: a set open
+        with room left (IPFIX), and a record that fills a message alone (NetFlow v9)."""
         records = self._sets.get(set_id)
         size = len(record)
         if (records is not None and self.padding == 1
@@ -126,7 +136,24 @@ class MessagePacker(ABC):
             self._data_records += 1
             self._flow_records += 1
             return
+        if size > self.solo_size and size <= self.record_budget:
+            if self._sets:
+                if self._grown_size(set_id, size) <= self.max_message_size:
+                    # it joins templates or options records; poll closes that message
+                    self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
+                    return
+                self.close(now_ms)
+            self._done.append((self._solo_message(set_id, record, now_ms), 1))
+            return
         self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
+
+    def _solo_message(self, set_id: int, record: bytes, now_ms: int) -> bytes:
+        """The message of one flow record, framed as `close` would frame it."""
+        pad = -len(record) % self.padding
+        set_length = SET_HEADER.size + len(record) + pad
+        self.closed_messages += 1
+        return b"".join((self._header(self.header_size + set_length, now_ms, 1, 1),
+                         SET_HEADER.pack(set_id, set_length), record, _ZEROS[pad]))
 
     def close(self, now_ms: int) -> None:
         """Finish the current message, if it holds anything."""

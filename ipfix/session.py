@@ -178,9 +178,10 @@ class ExportSession:
                 or self._packer.closed_messages - self._closed_at_templates
                 >= self._refresh_messages):
             self._add_templates(now_ms)
-        if self._flush_due_ms is None:
+        packer = self._packer
+        packer.add_flow(template_id, data, now_ms)
+        if self._flush_due_ms is None and packer.holds_records:
             self._flush_due_ms = now_ms + self.config.flush_interval_ms
-        self._packer.add_flow(template_id, data, now_ms)
 
     def poll(self, now_ms: int) -> list[Datagram]:
         """Act on whatever timer is due; return the datagrams ready to send."""

@@ -188,3 +188,29 @@ def test_packer_never_exceeds_the_cap_and_never_splits_a_record() -> None:
         assert b"".join(parts) == b"".join(r for r in records if 256 + len(r) % 3 == set_id)
     with pytest.raises(ValueError):
         packer.add(256, b"x" * 81, is_data=True, now_ms=0)
+
+
+@pytest.mark.parametrize("make", [lambda: IpfixPacker(1400, observation_domain_id=3),
+                                  lambda: Netflow9Packer(1400, source_id=3, boot_time_ms=5)])
+def test_a_record_that_fills_a_message_alone_is_framed_as_add_and_close_frame_it(
+        make: object) -> None:
+    """add_flow sends a record too big to share a message with another of its size at once;
+    the bytes are those of the general path, which closes that message at the next add."""
+    import random
+
+    solo, general = make(), make()  # type: ignore[operator]
+    rng = random.Random(7)
+    for step in range(300):
+        size = rng.randrange(solo.solo_size + 1, solo.record_budget + 1)
+        record, set_id, now = rng.randbytes(size), 256 + rng.randrange(4), 1_000 * step
+        solo.add_flow(set_id, record, now)
+        general.add(set_id, record, is_data=True, is_flow=True, now_ms=now)
+        general.close(now)  # what the next add or the flush timer would do
+        assert not solo.holds_records  # nothing waits for a timer
+    assert solo.take() == general.take()
+    assert solo.closed_messages == general.closed_messages == 300
+    # after templates the record joins them if it fits, and waits for the timer with them
+    solo.add(0 if isinstance(solo, Netflow9Packer) else 2, b"\x01\x00\x00\x01\x00\x01\x00\x04",
+             is_data=False, now_ms=0)
+    solo.add_flow(256, b"x" * (solo.solo_size + 1), 0)
+    assert solo.holds_records and solo.take() == []
