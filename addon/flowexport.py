@@ -56,7 +56,7 @@ class Settings:
     flow_filter: flowfilter.TFilter | None
     rules: RecordRules
     tcp_timeout_ms: int
-    streams_responses: bool  # stream_large_bodies is set: mitmproxy may stream responses
+    streams_bodies: bool  # stream_large_bodies is set: mitmproxy may stream bodies
 
 
 @dataclass
@@ -137,11 +137,12 @@ class FlowExport:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._long: dict[str, _LongLived] = {}
-        self._clients_with_flows: set[str] = set()  # connection ids
+        # connect failures of clients with no flow yet, by connection id: see server_connect_error
+        self._connect_failures: dict[str, HttpFlowRecord] = {}
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
         self._held: list[http.HTTPFlow] = []  # completed in this loop turn
         self._warned_uncounted = False
-        self._saw_streamed_response = False  # one passed uncounted: count them from now on
+        self._saw_streamed = [False, False]  # a request / response passed uncounted: count
         # the script module's namespace, where mitmproxy looks up hooks for every event
         self.hook_table: dict[str, Any] | None = None
 
@@ -196,8 +197,7 @@ class FlowExport:
             return
         settings = self._parse_options()
         previous, self.settings = self.settings, settings
-        self._count_streamed_responses(settings.streams_responses
-                                       or self._saw_streamed_response)
+        self._bind_stream_counters()
         if self.exporter is None:
             self._start_exporter()  # queues from now on; the task starts in `running`
         elif previous is not None and (
@@ -223,6 +223,9 @@ class FlowExport:
         self._loop = None  # from now on every record goes to the exporter at once
         for entry in list(self._long.values()):  # still open: their end is forced
             self._export_final(entry.flow, entry.flow.error, forced=True)
+        for record in self._connect_failures.values():
+            self._submit(record)
+        self._connect_failures.clear()
         if self.exporter is not None:
             self.exporter.close()
             logger.info(self.exporter.statistics_line())
@@ -231,7 +234,6 @@ class FlowExport:
     # -- HTTP hooks -----------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        self._clients_with_flows.add(flow.client_conn.id)
         if flow.request.stream:
             self._count_stream(flow, request=True)
 
@@ -246,6 +248,8 @@ class FlowExport:
         self._export_final(flow, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if self._connect_failures:  # a flow's own connect failed: its record tells
+            self._connect_failures.pop(flow.client_conn.id, None)
         self._export_final(flow, flow.error)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
@@ -262,8 +266,12 @@ class FlowExport:
         self._export_final(flow, flow.error)
 
     def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Eager connects (reverse mode) fail before any HTTP flow exists: record the attempt."""
-        if data.client.id in self._clients_with_flows or self.settings is None:
+        """Eager connects (reverse mode, CONNECT) fail before any HTTP flow exists: record the
+        attempt. A connect for a flow fails the same way, and mitmproxy then reports the
+        flow's error, which makes the record instead: so this one waits for the client to
+        go (mitmproxy closes it after a failed eager connect) and the error hook drops it.
+        Knowing which clients have flows would take a hook on every request."""
+        if self.settings is None:
             return
         client_host, client_port = endpoint(data.client.peername)
         proxy_host, proxy_port = endpoint(data.client.sockname)
@@ -276,10 +284,13 @@ class FlowExport:
             client_port=client_port, proxy_port=proxy_port,
             flow_end_reason=END_FORCED, termination_state=Termination.UPSTREAM_CONNECT_FAILED,
             tls_server_name=data.client.sni or "", tls_version=data.client.tls_version or "")
-        self._submit(record)
+        self._connect_failures[data.client.id] = record
 
     def client_disconnected(self, client: Any) -> None:
-        self._clients_with_flows.discard(client.id)
+        if self._connect_failures:
+            record = self._connect_failures.pop(client.id, None)
+            if record is not None:
+                self._submit(record)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -388,35 +399,38 @@ class FlowExport:
             sizes.append(_declared_length(message) if uncounted else None)
         if sizes == [None, None]:
             return entry
-        if sizes[1] is not None and not self._saw_streamed_response:
-            self._saw_streamed_response = True
-            self._count_streamed_responses(True)  # an addon before ours may stream more
+        if sizes != [None, None] and not all(self._saw_streamed):
+            for index, size in enumerate(sizes):  # an addon before ours may stream more
+                self._saw_streamed[index] |= size is not None
+            self._bind_stream_counters()
         if not self._warned_uncounted:
             self._warned_uncounted = True
             logger.warning("flowexport: a body was streamed past the addon's counter "
                            "(another addon set .stream where flowexport was not counting, "
                            "or mitmproxy began streaming a chunked body midway): its size "
-                           "comes from Content-Length, 0 without one. Response streams are "
-                           "counted from now on; load flowexport after addons that stream "
-                           "request bodies to count those too.")
+                           "comes from Content-Length, 0 without one. Streams of that kind "
+                           "(requests or responses) are counted from now on.")
         if entry is None:
             entry = _LongLived(flow, 0)
         entry.uploaded += sizes[0] or 0
         entry.downloaded += sizes[1] or 0
         return entry
 
-    def _count_streamed_responses(self, on: bool) -> None:
-        """Bind `responseheaders` only while responses may be streamed: mitmproxy calling a
-        hook costs ~11,000 instructions per request even when it does nothing (a tenth of
-        what the exporter costs the proxy), and without streaming it has nothing to do.
-        A response streamed while it is unbound is still sized (`_streamed_past_counter`),
-        and binds it from then on."""
+    def _bind_stream_counters(self) -> None:
+        """Bind `requestheaders` and `responseheaders` only while bodies may be streamed:
+        mitmproxy calling a hook costs ~11,000 instructions per request even when it does
+        nothing (an eighth of what the exporter costs the proxy), and without streaming
+        they have nothing to do. A body streamed while they are unbound is still sized
+        (`_streamed_past_counter`), and binds its hook from then on."""
         if self.hook_table is None:
             return
-        if on:
-            self.hook_table["responseheaders"] = self.responseheaders
-        else:
-            self.hook_table.pop("responseheaders", None)
+        streams = self.settings is not None and self.settings.streams_bodies
+        for name, saw in zip(("requestheaders", "responseheaders"), self._saw_streamed,
+                             strict=True):
+            if streams or saw:
+                self.hook_table[name] = getattr(self, name)
+            else:
+                self.hook_table.pop(name, None)
 
     def _count_stream(self, flow: http.HTTPFlow, *, request: bool) -> None:
         entry = self._track(flow)
@@ -556,7 +570,7 @@ class FlowExport:
                 reverse_without_host=reverse and not options.keep_host_header),
             tcp_timeout_ms=options.tcp_timeout * 1000,
             # an option of mitmproxy's proxy server addon: absent where that is not loaded
-            streams_responses=bool(getattr(options, "stream_large_bodies", None)))
+            streams_bodies=bool(getattr(options, "stream_large_bodies", None)))
 
 
 def _name_values(option: str, entries: Sequence[str]) -> dict[str, int]:
@@ -588,8 +602,8 @@ load = _addon.load
 configure = _addon.configure
 running = _addon.running
 done = _addon.done
-requestheaders = _addon.requestheaders
-responseheaders = _addon.responseheaders  # unbound while no response can be streamed
+requestheaders = _addon.requestheaders  # these two: unbound while nothing can be streamed
+responseheaders = _addon.responseheaders
 response = _addon.response
 error = _addon.error
 websocket_message = _addon.websocket_message

@@ -309,6 +309,10 @@ def test_refused_upstream_still_yields_a_record(tmp_path: Path, collector: Colle
                       "--set", f"flowexport_collectors={collector.address}") as proxy:
             curl(f"{proxy.url}/lazy")
             (lazy,) = collector.wait_for(1, where=lambda r: r["httpRequestTarget"] == "/lazy")
+        # each proxy's last message carries its statistics (template 261): the lazy one
+        # exported the flow's record alone, not also one for the failed connect
+        wait_until(lambda: len(collector.options_records(261)) >= 2)
+    assert collector.options_records(261)[-1]["exportedFlowRecordTotalCount"] == 1
     assert len(eager) == 2, (collector.lines, collector.stderr)
     for record in eager:  # no HTTP flow at all: a record built from the connection
         assert record["httpTerminationStateCode"] == 2 and record["flowEndReason"] == 4

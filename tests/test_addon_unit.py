@@ -184,30 +184,69 @@ def test_options_are_parsed_once_into_settings() -> None:
     assert settings.sampling == settings.session.sampling_interval == 5  # announced too
 
 
-def test_responseheaders_is_bound_only_while_responses_can_be_streamed() -> None:
-    """mitmproxy calls a bound hook for every response even when it does nothing; without
-    stream_large_bodies there is nothing to count until a streamed response shows up."""
+@pytest.mark.parametrize("side", ["request", "response"])
+def test_header_hooks_are_bound_only_while_bodies_can_be_streamed(side: str) -> None:
+    """mitmproxy calls a bound hook for every request even when it does nothing; without
+    stream_large_bodies there is nothing to count until a streamed body shows up."""
     addon = fx.FlowExport()
-    table: dict[str, Any] = {"responseheaders": addon.responseheaders}
+    hooks = ("requestheaders", "responseheaders")
+    table: dict[str, Any] = {name: getattr(addon, name) for name in hooks}
     addon.hook_table = table
     with taddons.context(addon, proxyserver.Proxyserver()) as context:
         context.configure(addon)
-        assert "responseheaders" not in table
+        assert not set(hooks) & set(table)
         context.configure(addon, stream_large_bodies="1m")
-        assert table["responseheaders"] == addon.responseheaders
+        assert all(table[name] == getattr(addon, name) for name in hooks)
         context.configure(addon, stream_large_bodies=None)
-        assert "responseheaders" not in table
+        assert not set(hooks) & set(table)
         streamed = tflow.tflow(resp=True)  # streamed by an addon before ours: uncounted
-        assert streamed.response is not None
-        streamed.response.stream = True
-        streamed.response.data.content = None
-        streamed.response.headers["content-length"] = "12345"
+        message = streamed.request if side == "request" else streamed.response
+        assert message is not None
+        message.stream = True
+        message.data.content = None
+        message.headers["content-length"] = "12345"
         addon.response(streamed)
-        assert table["responseheaders"] == addon.responseheaders  # from now on, counted
+        hook = f"{side}headers"
+        assert table[hook] == getattr(addon, hook)  # from now on, counted
+        other = next(name for name in hooks if name != hook)
+        assert other not in table  # the other side has not been seen streaming
         assert addon.exporter.queued == 1
-        assert addon.exporter._queue[0].downloaded_bytes == 12345
+        record = addon.exporter._queue[0]
+        counted = record.uploaded_bytes if side == "request" else record.downloaded_bytes
+        assert counted == 12345
         context.configure(addon, flowexport_sampling=1)
-        assert "responseheaders" in table  # stays, once streams were seen
+        assert hook in table  # stays, once streams were seen
+
+
+def test_a_failed_connect_is_recorded_once_with_or_without_a_flow() -> None:
+    """An eager connect fails before any flow exists: the connection makes the record.
+    A flow's own connect fails the same way, and then the flow's error makes it."""
+    from mitmproxy.proxy import server_hooks
+    from mitmproxy.test import tflow as tf
+
+    addon, context = configured()
+    with context:
+        exporter = addon.exporter
+        eager = tf.tclient_conn()
+        addon.server_connect_error(server_hooks.ServerConnectionHookData(
+            server=tf.tserver_conn(), client=eager))
+        assert exporter.queued == 0  # it may still turn out to be a flow's
+        flow = tflow.tflow(err=True)
+        addon.server_connect_error(server_hooks.ServerConnectionHookData(
+            server=flow.server_conn, client=flow.client_conn))
+        addon.error(flow)
+        addon.client_disconnected(flow.client_conn)
+        assert [r.method for r in exporter._queue] == ["GET"]  # the flow's
+        addon.client_disconnected(eager)
+        assert exporter.queued == 2
+        record = exporter._queue[1]
+        assert record.termination_state == fx.Termination.UPSTREAM_CONNECT_FAILED
+        assert record.method == ""
+        late = tf.tclient_conn()  # a client still connected at shutdown: flushed then
+        addon.server_connect_error(server_hooks.ServerConnectionHookData(
+            server=tf.tserver_conn(), client=late))
+        addon.done()
+        assert exporter.statistics.records == 3
 
 
 def test_a_counted_request_and_an_uncounted_streamed_response_both_have_their_bytes() -> None:
