@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from abc import ABC, abstractmethod
 
+import msgspec
+
 from .template import Template
 
 IPFIX_VERSION = 10
@@ -23,7 +25,13 @@ DEFAULT_MAX_MESSAGE_SIZE = 1400  # leaves room for IP/UDP headers and tunnels un
 _FIELD_SPEC = struct.Struct("!HH")
 _ENTERPRISE_FIELD_SPEC = struct.Struct("!HHI")
 _ENTERPRISE_BIT = 0x8000  # §3.2
-_ZEROS = tuple(bytes(n) for n in range(4))  # set padding (v9 pads flowsets to 4 bytes)
+
+
+class Datagram(msgspec.Struct, frozen=True):
+    """A finished message and the number of flow records in it."""
+
+    payload: bytes
+    flow_records: int
 
 
 def ipfix_template_record(template: Template) -> bytes:
@@ -53,6 +61,7 @@ class MessagePacker(ABC):
     """
 
     header_size: int
+    header_format: str  # the header's struct format, "!" and all
     padding: int  # sets are padded to a multiple of this (1: none)
 
     def __init__(self, max_message_size: int) -> None:
@@ -67,13 +76,14 @@ class MessagePacker(ABC):
         self._records = 0
         self._data_records = 0
         self._flow_records = 0
-        self._done: list[tuple[bytes, int]] = []
+        self._done: list[Datagram] = []
         self.closed_messages = 0
         budget = max_message_size - self.header_size - SET_HEADER.size
         self.record_budget = budget - budget % self.padding  # the largest record that fits
         # a flow record larger than this leaves no room for a second one of its size: it
         # goes out in a message of its own at once (every v9 record at default widths)
         self.solo_size = self.record_budget // 2
+        self._solo_layouts: dict[int, tuple[struct.Struct, int, int]] = {}  # by set id
 
     def add(
         self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
@@ -143,17 +153,23 @@ class MessagePacker(ABC):
                     self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
                     return
                 self.close(now_ms)
-            self._done.append((self._solo_message(set_id, record, now_ms), 1))
+            self._done.append(Datagram(self._solo_message(set_id, record, now_ms), 1))
             return
         self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
 
+    def _solo_layout(self, set_id: int, size: int) -> tuple[struct.Struct, int, int]:
+        """How `_solo_message` packs a record of `size` bytes: header, set header, record
+        and padding in one struct (one C call instead of a dozen Python steps), the set's
+        length, and the record size it is for: v9 records have one size per template."""
+        pad = -size % self.padding
+        layout = self._solo_layouts[set_id] = (
+            struct.Struct(f"{self.header_format}HH{size}s{pad}x"), SET_HEADER.size + size + pad,
+            size)
+        return layout
+
+    @abstractmethod
     def _solo_message(self, set_id: int, record: bytes, now_ms: int) -> bytes:
         """The message of one flow record, framed as `close` would frame it."""
-        pad = -len(record) % self.padding
-        set_length = SET_HEADER.size + len(record) + pad
-        self.closed_messages += 1
-        return b"".join((self._header(self.header_size + set_length, now_ms, 1, 1),
-                         SET_HEADER.pack(set_id, set_length), record, _ZEROS[pad]))
 
     def close(self, now_ms: int) -> None:
         """Finish the current message, if it holds anything."""
@@ -170,7 +186,7 @@ class MessagePacker(ABC):
                 parts.append(bytes(pad))
         message = b"".join(parts)
         assert len(message) == length <= self.max_message_size
-        self._done.append((message, self._flow_records))
+        self._done.append(Datagram(message, self._flow_records))
         self.closed_messages += 1
         self._sets = {}
         self._payloads = {}
@@ -180,7 +196,7 @@ class MessagePacker(ABC):
         self._data_records = 0
         self._flow_records = 0
 
-    def take(self) -> list[tuple[bytes, int]]:
+    def take(self) -> list[Datagram]:
         """Closed messages since the last call, each with its count of flow records."""
         done, self._done = self._done, []
         return done
@@ -194,6 +210,7 @@ class IpfixPacker(MessagePacker):
     """IPFIX framing: the sequence number counts data records sent before the message."""
 
     header_size = IPFIX_HEADER.size
+    header_format = IPFIX_HEADER.format
     padding = 1
 
     def __init__(self, max_message_size: int, observation_domain_id: int) -> None:
@@ -208,3 +225,10 @@ class IpfixPacker(MessagePacker):
                                    self.sequence_number, self.observation_domain_id)
         self.sequence_number = (self.sequence_number + data_records) & 0xFFFFFFFF
         return header
+
+    def _solo_message(self, set_id: int, record: bytes, now_ms: int) -> bytes:
+        # rare in IPFIX (a record over half a message): variable sizes, no layout cache
+        set_length = SET_HEADER.size + len(record)
+        self.closed_messages += 1
+        return b"".join((self._header(IPFIX_HEADER.size + set_length, now_ms, 1, 1),
+                         SET_HEADER.pack(set_id, set_length), record))

@@ -62,6 +62,7 @@ class Netflow9Packer(MessagePacker):
     """v9 framing: count is every record in the packet, sequence counts packets."""
 
     header_size = NETFLOW9_HEADER.size
+    header_format = NETFLOW9_HEADER.format
     padding = 4  # §5.3: flowsets end on a 4-byte boundary
 
     def __init__(self, max_message_size: int, source_id: int, boot_time_ms: int) -> None:
@@ -71,10 +72,33 @@ class Netflow9Packer(MessagePacker):
         self.source_id = source_id
         self.boot_time_ms = boot_time_ms
         self.sequence_number = 0  # §5.1: export packets sent so far, mod 2^32
+        self._clock: tuple[int, int, int] = (-1, 0, 0)  # now_ms, sysUpTime, secs
 
     def _header(self, length: int, now_ms: int, records: int, data_records: int) -> bytes:
-        header = NETFLOW9_HEADER.pack(
-            NETFLOW9_VERSION, records, (now_ms - self.boot_time_ms) & 0xFFFFFFFF,
-            (now_ms // 1000) & 0xFFFFFFFF, self.sequence_number, self.source_id)
-        self.sequence_number = (self.sequence_number + 1) & 0xFFFFFFFF
-        return header
+        clock = self._clock_at(now_ms)
+        sequence = self.sequence_number
+        self.sequence_number = (sequence + 1) & 0xFFFFFFFF
+        return NETFLOW9_HEADER.pack(NETFLOW9_VERSION, records, clock[1], clock[2], sequence,
+                                    self.source_id)
+
+    def _solo_message(self, set_id: int, record: bytes, now_ms: int) -> bytes:
+        # the usual case inline: each Python call here costs as much as the packing
+        layout = self._solo_layouts.get(set_id)
+        if layout is None or layout[2] != len(record):
+            layout = self._solo_layout(set_id, len(record))
+        clock = self._clock
+        if clock[0] != now_ms:
+            clock = self._clock_at(now_ms)
+        sequence = self.sequence_number
+        self.sequence_number = (sequence + 1) & 0xFFFFFFFF
+        self.closed_messages += 1
+        return layout[0].pack(NETFLOW9_VERSION, 1, clock[1], clock[2], sequence,
+                              self.source_id, set_id, layout[1], record)
+
+    def _clock_at(self, now_ms: int) -> tuple[int, int, int]:
+        """now_ms, sysUpTime and secs: packets of one batch share one clock reading."""
+        clock = self._clock
+        if clock[0] != now_ms:
+            clock = self._clock = (now_ms, (now_ms - self.boot_time_ms) & 0xFFFFFFFF,
+                                   (now_ms // 1000) & 0xFFFFFFFF)
+        return clock

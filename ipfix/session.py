@@ -29,6 +29,7 @@ from .message import (
     DEFAULT_MAX_MESSAGE_SIZE,
     OPTIONS_TEMPLATE_SET_ID,
     TEMPLATE_SET_ID,
+    Datagram,
     IpfixPacker,
     MessagePacker,
     ipfix_template_record,
@@ -97,13 +98,6 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
         if not 0 <= self.observation_domain_id <= 0xFFFFFFFF:
             raise ValueError(f"observation domain id out of range: {self.observation_domain_id!r}")
-
-
-class Datagram(msgspec.Struct, frozen=True):
-    """A finished message and the number of flow records in it."""
-
-    payload: bytes
-    flow_records: int
 
 
 @lru_cache(maxsize=8)
@@ -303,12 +297,13 @@ class ExportSession:
         self._flush_due_ms = None
 
     def _collect(self) -> None:
-        stats = self.statistics
-        for payload, flows in self._packer.take():
-            stats.messages += 1
-            stats.flow_records += flows
-            stats.octets += len(payload)
-            self._ready.append(Datagram(payload, flows))
+        done = self._packer.take()
+        if done:
+            stats = self.statistics
+            stats.messages += len(done)
+            stats.flow_records += sum(d.flow_records for d in done)
+            stats.octets += sum(len(d.payload) for d in done)
+            self._ready += done
 
     def _take(self) -> list[Datagram]:
         self._collect()

@@ -37,6 +37,15 @@ def native_encoder_available() -> bool:
     return _speedups is not None
 
 
+def _no_native_encode(values: Sequence[object], plan: bytes) -> tuple[bytes, int] | None:
+    return None  # pragma: no cover - never called: without the C part no plan is made
+
+
+# (record, strings cut) or None for the Python path; only for a RecordEncoder.native_plan
+native_encode: Callable[[Sequence[object], bytes], tuple[bytes, int] | None] = (
+    _no_native_encode if _speedups is None else _speedups.encode)
+
+
 MIN_DATA_TEMPLATE_ID = 256  # RFC 7011 §3.4.1: ids 0-255 are reserved for set ids
 MAX_VARLEN = 0xFFFF
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -237,7 +246,7 @@ class RecordEncoder:
             else:
                 codes = "".join(self._fixed_code(i, f) for i, f in enumerate(run_fields, start))
                 self._plan.append((struct.Struct("!" + codes), start, stop))
-        self._native_plan = self._build_native_plan()
+        self.native_plan = self._build_native_plan()
         self._caches: list[dict[object, bytes]] = [{} for _ in fields]
         shape = [packer is None for packer, _, _ in self._plan]
         self._split: int | None = None  # fields before it: one struct; after: all text
@@ -298,8 +307,8 @@ class RecordEncoder:
 
     def encode(self, values: Sequence[object], limits: Sequence[int] | None = None) -> bytes:
         """One data record; strings over their limit are cut at a character boundary."""
-        if self._native_plan is not None and limits is None:
-            result = _speedups.encode(values, self._native_plan)
+        if self.native_plan is not None and limits is None:
+            result = _speedups.encode(values, self.native_plan)
             if result is not None:
                 record, cuts = result
                 if cuts:

@@ -9,7 +9,8 @@ import pytest
 
 from ipfix.decoder import DecodedMessage, Decoder
 from ipfix.http import HttpFlowRecord
-from ipfix.session import Datagram, ExportFormat, ExportSession, SessionConfig
+from ipfix.message import Datagram
+from ipfix.session import ExportFormat, ExportSession, SessionConfig
 
 NOW_MS = 1_795_000_000_123
 

@@ -41,9 +41,9 @@ def template_and_values(draw: st.DrawFn) -> tuple[template.Template, list[object
 def test_same_bytes_or_same_error(case: tuple[template.Template, list[object]]) -> None:
     chosen, values = case
     native = RecordEncoder(chosen, DEFAULT_MAX_LENGTHS, terminate_fixed_strings=True)
-    assert native._native_plan is not None
+    assert native.native_plan is not None
     python = RecordEncoder(chosen, DEFAULT_MAX_LENGTHS, terminate_fixed_strings=True)
-    python._native_plan = None
+    python.native_plan = None
     outcomes = []
     for encoder in (native, python):
         try:

@@ -128,7 +128,8 @@ def test_ipfix_message_header_and_set() -> None:
     packer.add(256, b"\x01\x02\x03", is_data=True, is_flow=True, now_ms=1_700_000_000_999)
     packer.add(256, b"\x04", is_data=True, is_flow=True, now_ms=1_700_000_000_999)
     packer.close(1_700_000_001_500)
-    (message, flows), = packer.take()
+    (datagram,) = packer.take()
+    message, flows = datagram.payload, datagram.flow_records
     assert flows == 2
     # RFC 7011 §3.1 header: version 10, length, export time (s), sequence, domain; §3.3.2 set
     assert message == (b"\x00\x0a\x00\x18" + struct.pack("!I", 1_700_000_001) + b"\x00\x00\x00\x00"
@@ -136,7 +137,7 @@ def test_ipfix_message_header_and_set() -> None:
     packer.add(2, b"\x01\x00\x00\x01\x00\x01\x00\x08", is_data=False, now_ms=0)
     packer.add(256, b"\x05", is_data=True, now_ms=0)
     packer.close(0)
-    (second, _), = packer.take()
+    second = packer.take()[0].payload
     assert second[8:12] == b"\x00\x00\x00\x02"  # two data records were sent before it
 
 
@@ -146,7 +147,7 @@ def test_netflow9_header_count_padding_and_template() -> None:
     packer.add(0, v9_template_record(template), is_data=False, now_ms=0)
     packer.add(256, b"\x01\x02\x03\x04\x05", is_data=True, now_ms=0)
     packer.close(61_000)
-    (message, _), = packer.take()
+    message = packer.take()[0].payload
     # RFC 3954 §5.1 header: version, count (all records), sysUpTime, secs, sequence, source id
     assert message[:20] == struct.pack("!HHIIII", 9, 2, 60_000, 61, 0, 9)
     # §5.2: template flowset 0; the enterprise element takes 32768 + id
@@ -156,7 +157,7 @@ def test_netflow9_header_count_padding_and_template() -> None:
     assert message[36:] == b"\x01\x00\x00\x0c" b"\x01\x02\x03\x04\x05" b"\x00\x00\x00"
     packer.add(256, b"\x01", is_data=True, now_ms=0)
     packer.close(0)
-    (second, _), = packer.take()
+    second = packer.take()[0].payload
     assert struct.unpack("!I", second[12:16]) == (1,)  # v9 counts packets
 
 
@@ -175,7 +176,7 @@ def test_packer_never_exceeds_the_cap_and_never_splits_a_record() -> None:
     for record in records:
         packer.add(256 + len(record) % 3, record, is_data=True, now_ms=0)
     packer.close(0)
-    messages = [m for m, _ in packer.take()]
+    messages = [d.payload for d in packer.take()]
     assert all(len(m) <= 100 for m in messages)
     rebuilt: dict[int, list[bytes]] = {256: [], 257: [], 258: []}
     for message in messages:

@@ -126,7 +126,7 @@ def main() -> None:
         session = ExportSession(SessionConfig(format=fmt), now)
         if not native:  # the pure-Python encoder, as where no compiler was available
             for record_encoder in session.encoder._encoders:
-                record_encoder._native_plan = None
+                record_encoder.native_plan = None
         encoder, budget = session.encoder, session._packer.record_budget
 
         def run() -> None:
