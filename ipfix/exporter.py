@@ -368,14 +368,15 @@ class Exporter:
                 for datagram in datagrams:
                     sock.send(datagram.payload)
                     sent += 1
-            except OSError:  # the rest, from the failed one on, takes the general way
-                pass
-            stats.datagrams += sent
+            except OSError as exc:  # ICMP port unreachable shows up here, on a later send
+                target.down_until = now + PROBE_INTERVAL_MS
+                self._failed(target, datagrams[sent], now, f"send failed: {exc}")
             if sent:
                 done = datagrams[:sent] if sent < len(datagrams) else datagrams
+                stats.datagrams += sent
                 stats.octets += sum(len(d.payload) for d in done)
                 stats.exported += sum(d.flow_records for d in done)
-            datagrams = datagrams[sent:]
+            datagrams = datagrams[sent + 1:]  # after a failure: the rest wait for a probe
             if not datagrams:
                 return
         session = target.session

@@ -135,7 +135,8 @@ def test_dead_collector_is_counted_then_comes_back_with_templates() -> None:
         for index in range(20):
             exporter.submit(sample_record(index))
             await asyncio.sleep(0.02)
-        assert exporter.statistics.send_errors > 0
+        # refused once, it waits for a probe: the other datagrams count as not sent
+        assert exporter.statistics.send_errors >= 10
         receiver = Receiver(port)  # the collector restarts, knowing no templates
         deadline = time.monotonic() + 5
         index = 100
