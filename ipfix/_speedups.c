@@ -9,14 +9,19 @@
  * the caller takes the Python path, which raises the proper errors.
  *
  * Plan: a bytes object of 6-byte entries, one per field: kind (1), length (2), limit (2),
- * pad (1); lengths and limits big-endian.
+ * pad (1); lengths and limits big-endian. Each entry takes the next value, except
+ * KIND_UPTIME (NetFlow v9's FIRST/LAST_SWITCHED): its "limit" is the index of a value in
+ * milliseconds, written as max(value - base, 0) mod 2^32, `base` being the third argument.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <arpa/inet.h>
 #include <string.h>
 
-enum { KIND_UINT = 0, KIND_IPV4 = 1, KIND_IPV6 = 2, KIND_VARLEN = 3, KIND_FIXED_TEXT = 4 };
+enum {
+    KIND_UINT = 0, KIND_IPV4 = 1, KIND_IPV6 = 2, KIND_VARLEN = 3, KIND_FIXED_TEXT = 4,
+    KIND_UPTIME = 5
+};
 #define ENTRY_SIZE 6
 #define MAX_FIELDS 256
 
@@ -42,7 +47,8 @@ static int read_plan(PyObject *plan, field_t *fields, Py_ssize_t *count) {
         fields[i].kind = p[0];
         fields[i].length = (p[1] << 8) | p[2];
         fields[i].limit = (p[3] << 8) | p[4];
-        if (fields[i].kind > KIND_FIXED_TEXT) {
+        if (fields[i].kind > KIND_UPTIME
+            || (fields[i].kind == KIND_UPTIME && fields[i].length != 4)) {
             PyErr_SetString(PyExc_ValueError, "unknown field kind in plan");
             return -1;
         }
@@ -77,12 +83,15 @@ static const char *utf8_of(PyObject *value, Py_ssize_t *size) {
 
 static PyObject *encode(PyObject *self, PyObject *args) {
     PyObject *values, *plan;
+    long long base = 0;
     field_t fields[MAX_FIELDS];
+    PyObject *field_value[MAX_FIELDS]; /* borrowed; NULL for KIND_UPTIME */
+    unsigned long long uptime[MAX_FIELDS];
     const char *text[MAX_FIELDS];
     Py_ssize_t text_size[MAX_FIELDS];
     Py_ssize_t count;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OO", &values, &plan)) {
+    if (!PyArg_ParseTuple(args, "OO|L", &values, &plan, &base)) {
         return NULL;
     }
     if (read_plan(plan, fields, &count) < 0) {
@@ -92,19 +101,44 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     if (seq == NULL) {
         return NULL;
     }
-    if (PySequence_Fast_GET_SIZE(seq) != count) {
-        Py_DECREF(seq);
-        Py_RETURN_NONE;
-    }
+    Py_ssize_t value_count = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t next_value = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (fields[i].kind != KIND_UPTIME) {
+            if (next_value >= value_count) {
+                goto fallback;
+            }
+            field_value[i] = items[next_value++];
+            continue;
+        }
+        field_value[i] = NULL;
+        if (fields[i].limit >= value_count || !PyLong_Check(items[fields[i].limit])) {
+            goto fallback;
+        }
+        long long ms = PyLong_AsLongLong(items[fields[i].limit]);
+        if (ms == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto fallback;
+        }
+        /* in unsigned arithmetic: no overflow whatever the base */
+        uptime[i] = ms > base ? ((unsigned long long)ms - (unsigned long long)base) & 0xFFFFFFFFull
+                              : 0;
+    }
+    if (next_value != value_count) {
+        goto fallback;
+    }
 
     /* First pass: check every value, cut long strings, size the record. */
     Py_ssize_t total = 0;
     Py_ssize_t cuts = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         field_t *f = &fields[i];
-        PyObject *v = items[i];
+        PyObject *v = field_value[i];
         switch (f->kind) {
+        case KIND_UPTIME:
+            total += 4;
+            break;
         case KIND_UINT:
             if (!PyLong_Check(v) || f->length < 1 || f->length > 8) {
                 goto fallback;
@@ -153,8 +187,15 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(out);
     for (Py_ssize_t i = 0; i < count; i++) {
         field_t *f = &fields[i];
-        PyObject *v = items[i];
+        PyObject *v = field_value[i];
         switch (f->kind) {
+        case KIND_UPTIME:
+            w[0] = (unsigned char)(uptime[i] >> 24);
+            w[1] = (unsigned char)(uptime[i] >> 16);
+            w[2] = (unsigned char)(uptime[i] >> 8);
+            w[3] = (unsigned char)uptime[i];
+            w += 4;
+            break;
         case KIND_UINT: {
             int overflow = 0;
             unsigned long long n = PyLong_AsUnsignedLongLong(v);
@@ -232,7 +273,7 @@ fallback:
 
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
-     "encode(values, plan) -> (record, strings cut) or None for the Python path."},
+     "encode(values, plan, base=0) -> (record, strings cut) or None for the Python path."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,14 @@ import msgspec
 from .errors import EncodeError
 from .ie import InformationElement, Registry
 from .netflow9 import DEFAULT_PRIVATE_BASE, FIRST_SWITCHED, LAST_SWITCHED, v9_field_type
-from .template import RecordEncoder, Template, TemplateField, TruncationCounter, native_encode
+from .template import (
+    RecordEncoder,
+    Template,
+    TemplateField,
+    TruncationCounter,
+    native_encode,
+    plan_with_uptimes,
+)
 from .types import VARIABLE_LENGTH
 
 FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
@@ -216,11 +223,8 @@ class HttpRecordEncoder:
         v9 = netflow9_boot_time_ms is not None
         self._encoders = [RecordEncoder(t, max_lengths, self.truncations,
                                         terminate_fixed_strings=v9) for t in templates]
-        first_id = templates[0].template_id
-        # by 2 * (client is IPv6) + (upstream is IPv6): FAMILY_TEMPLATES without a tuple
-        self._lanes = [(first_id + offset, self._encoders[offset])
-                       for _, offset in sorted(FAMILY_TEMPLATES.items())]
         self._boot_ms = netflow9_boot_time_ms
+        self._base_ms = netflow9_boot_time_ms or 0
         self._keep: list[int] | None = None
         if netflow9_boot_time_ms is not None:
             for template in templates:  # fail early on types v9 cannot carry
@@ -230,33 +234,52 @@ class HttpRecordEncoder:
             keep = [i for i, (_, names) in enumerate(HTTP_FIELDS)
                     if isinstance(names, tuple) or names in present]
             self._keep = keep if len(keep) < len(HTTP_FIELDS) else None
+        first_id = templates[0].template_id
+        # by 2 * (client is IPv6) + (upstream is IPv6): FAMILY_TEMPLATES without a tuple
+        self._lanes = [(first_id + offset, self._encoders[offset],
+                        self._record_plan(self._encoders[offset]))
+                       for _, offset in sorted(FAMILY_TEMPLATES.items())]
+
+    def _record_plan(self, encoder: RecordEncoder) -> bytes | None:
+        """The C plan that encodes a record's fields as they stand (astuple): the
+        template's own, where v9's two uptimes come from start_ms and end_ms in C."""
+        plan = encoder.native_plan
+        if plan is None or self._boot_ms is None:
+            return plan
+        if self._keep is not None:
+            return None  # fields left out: the Python path picks the values
+        names = HttpFlowRecord.__struct_fields__  # FIRST_SWITCHED, LAST_SWITCHED lead
+        return plan_with_uptimes(plan, [names.index("start_ms"), names.index("end_ms")])
 
     def encode(self, record: HttpFlowRecord, budget: int) -> tuple[int, bytes]:
         client_v6 = ":" in record.client_address
         upstream = record.upstream_address
-        lane = self._lanes[2 * client_v6 + ((":" in upstream) if upstream else client_v6)]
-        values: tuple[object, ...] = msgspec.structs.astuple(record)
-        if self._boot_ms is not None:
-            if self._keep is not None:
-                values = tuple(values[i] for i in self._keep)
-            boot = self._boot_ms
-            # sysUpTime-relative; a flow that began before the exporter started begins at 0
-            values = (max(record.start_ms - boot, 0) & 0xFFFFFFFF,
-                      max(record.end_ms - boot, 0) & 0xFFFFFFFF, *values)
-        template_id, encoder = lane
+        template_id, encoder, plan = self._lanes[
+            2 * client_v6 + ((":" in upstream) if upstream else client_v6)]
+        fields: tuple[object, ...] = msgspec.structs.astuple(record)
         try:
-            # the C encoder called here, not through encoder.encode: a Python call less
-            # per record and collector (RecordEncoder.encode does the same)
-            result = None if encoder.native_plan is None else native_encode(
-                values, encoder.native_plan)
+            # the usual case in one C call, v9's uptimes included: each Python step here
+            # costs about as much as encoding a field
+            result = None if plan is None else native_encode(fields, plan, self._base_ms)
             if result is None:
-                data = encoder.encode(values)
+                data = encoder.encode(self._values(record, fields))
             else:
                 data, cuts = result
                 if cuts:
                     self.truncations.count += cuts
             if len(data) > budget:
-                data = encoder.encode_within(values, budget)
+                data = encoder.encode_within(self._values(record, fields), budget)
         except EncodeError as exc:
             raise EncodeError(f"flow {record.flow_id}: {exc}") from None
         return template_id, data
+
+    def _values(self, record: HttpFlowRecord, fields: tuple[object, ...]) -> tuple[object, ...]:
+        """The values in template order: v9's begin with FIRST/LAST_SWITCHED."""
+        if self._boot_ms is None:
+            return fields
+        if self._keep is not None:
+            fields = tuple(fields[i] for i in self._keep)
+        boot = self._boot_ms
+        # sysUpTime-relative; a flow that began before the exporter started begins at 0
+        return (max(record.start_ms - boot, 0) & 0xFFFFFFFF,
+                max(record.end_ms - boot, 0) & 0xFFFFFFFF, *fields)

@@ -37,12 +37,13 @@ def native_encoder_available() -> bool:
     return _speedups is not None
 
 
-def _no_native_encode(values: Sequence[object], plan: bytes) -> tuple[bytes, int] | None:
+def _no_native_encode(values: Sequence[object], plan: bytes,
+                      base: int = 0) -> tuple[bytes, int] | None:
     return None  # pragma: no cover - never called: without the C part no plan is made
 
 
 # (record, strings cut) or None for the Python path; only for a RecordEncoder.native_plan
-native_encode: Callable[[Sequence[object], bytes], tuple[bytes, int] | None] = (
+native_encode: Callable[[Sequence[object], bytes, int], tuple[bytes, int] | None] = (
     _no_native_encode if _speedups is None else _speedups.encode)
 
 
@@ -171,7 +172,16 @@ def _to_boolean(value: object) -> int:
 
 # the C encoder's plan: kind, wire length, byte limit per field (ipfix/_speedups.c)
 _NATIVE_ENTRY = struct.Struct("!BHHx")
-_NATIVE_UINT, _NATIVE_IPV4, _NATIVE_IPV6, _NATIVE_VARLEN, _NATIVE_FIXED_TEXT = range(5)
+_NATIVE_UINT, _NATIVE_IPV4, _NATIVE_IPV6, _NATIVE_VARLEN, _NATIVE_FIXED_TEXT, _NATIVE_UPTIME = (
+    range(6))
+
+
+def plan_with_uptimes(plan: bytes, sources: Sequence[int]) -> bytes:
+    """`plan` with its first fields made v9 sysUpTime fields: max(values[source] - base, 0)
+    mod 2^32 in 4 bytes, taking no value of their own (`native_encode`'s third argument
+    is the base)."""
+    return (b"".join(_NATIVE_ENTRY.pack(_NATIVE_UPTIME, 4, source) for source in sources)
+            + plan[len(sources) * _NATIVE_ENTRY.size:])
 
 _STRUCT_CODES = {
     (True, 1): "B", (True, 2): "H", (True, 4): "I", (True, 8): "Q",

@@ -64,3 +64,34 @@ def test_hostile_plans_and_values_never_crash(plan: bytes, values: list[object])
     except (ValueError, TypeError):
         return
     assert result is None or (isinstance(result[0], bytes) and result[1] >= 0)
+
+
+BOOT_MS = 1_764_600_000_000
+MS = (st.integers(BOOT_MS - 10_000, BOOT_MS + 2**33) | st.integers(-5, 2**64 + 5)
+      | st.sampled_from([0, BOOT_MS, BOOT_MS + 2**32, BOOT_MS + 2**32 - 1, 2**63 - 1, 2**63]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(MS, MS, st.sampled_from(["192.0.2.1", "2001:db8::1"]), st.booleans())
+def test_v9_uptimes_from_c_match_the_python_values(start: int, end: int, client: str,
+                                                   private_fields: bool) -> None:
+    """The C encoder computes FIRST/LAST_SWITCHED itself (max(ms - boot, 0) mod 2^32);
+    out-of-range times fall back to Python, which raises or encodes the same."""
+    from ipfix.http import HttpRecordEncoder
+    from tests.conftest import sample_record
+
+    templates = netflow9_http_templates(DEFAULT_REGISTRY, include_enterprise=private_fields)
+    native = HttpRecordEncoder(templates, netflow9_boot_time_ms=BOOT_MS)
+    python = HttpRecordEncoder(templates, netflow9_boot_time_ms=BOOT_MS)
+    python._lanes = [(template_id, encoder, None) for template_id, encoder, _ in python._lanes]
+    for encoder in python._encoders:
+        encoder.native_plan = None
+    assert all(plan is not None for _, _, plan in native._lanes) == private_fields
+    record = sample_record(3, start_ms=start, end_ms=end, client_address=client)
+    outcomes = []
+    for encoder in (native, python):
+        try:
+            outcomes.append(encoder.encode(record, 1376))
+        except EncodeError:
+            outcomes.append((0, b"error"))
+    assert outcomes[0] == outcomes[1]
