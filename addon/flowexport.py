@@ -142,6 +142,7 @@ class FlowExport:
         self._loop: asyncio.AbstractEventLoop | None = None  # set while the proxy runs
         self._held: list[http.HTTPFlow] = []  # completed in this loop turn
         self._warned_uncounted = False
+        self._every_flow = False  # configured, with no sampling and no filter
         self._saw_streamed = [False, False]  # a request / response passed uncounted: count
         # the script module's namespace, where mitmproxy looks up hooks for every event
         self.hook_table: dict[str, Any] | None = None
@@ -197,6 +198,7 @@ class FlowExport:
             return
         settings = self._parse_options()
         previous, self.settings = self.settings, settings
+        self._every_flow = settings.sampling == 1 and settings.flow_filter is None
         self._bind_stream_counters()
         if self.exporter is None:
             self._start_exporter()  # queues from now on; the task starts in `running`
@@ -242,10 +244,19 @@ class FlowExport:
             self._count_stream(flow, request=False)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None and flow.response.status_code == 101:
+        response = flow.response
+        if response is None:
+            self._export_final(flow, None)
+        elif response.data.status_code == 101:
             self._track(flow)  # a WebSocket (or other upgrade): its end makes the record
-            return
-        self._export_final(flow, None)
+        elif (self._every_flow and not self._long and self._loop is not None
+              and not flow.request.stream and not response.stream):
+            # the usual exchange, shortly (what _export_final decides for it)
+            if not self._held:
+                self._loop.call_soon(self._release)
+            self._held.append(flow)
+        else:
+            self._export_final(flow, None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         if self._connect_failures:  # a flow's own connect failed: its record tells

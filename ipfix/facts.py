@@ -23,6 +23,10 @@ native_build_record: Callable[[type[HttpFlowRecord], FlowFacts, bool, bool],
                               HttpFlowRecord | None] | None
 try:
     from ._facts import build_record as native_build_record
+    from ._facts import record_fields as _native_record_fields
+
+    if _native_record_fields() != HttpFlowRecord.__struct_fields__:  # pragma: no cover
+        native_build_record = None  # built from other sources: its positions are wrong
 except ImportError:  # pragma: no cover - no compiler where this was installed
     native_build_record = None
 

@@ -32,8 +32,12 @@ from .types import VARIABLE_LENGTH
 FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
 
 
-class HttpFlowRecord(msgspec.Struct, kw_only=True, gc=False):
-    """One HTTP exchange (or one interval of a long-lived one), ready to encode."""
+class HttpFlowRecord(msgspec.Struct, gc=False):
+    """One HTTP exchange (or one interval of a long-lived one), ready to encode.
+
+    Build it with keywords; it takes positional arguments only for the C builder
+    (ipfix/_facts.c), which fills every field in this order.
+    """
 
     flow_id: int = 0
     start_ms: int = 0

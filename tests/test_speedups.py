@@ -84,14 +84,14 @@ def test_v9_uptimes_from_c_match_the_python_values(start: int, end: int, client:
     native = HttpRecordEncoder(templates, netflow9_boot_time_ms=BOOT_MS)
     python = HttpRecordEncoder(templates, netflow9_boot_time_ms=BOOT_MS)
     python._lanes = [(template_id, encoder, None) for template_id, encoder, _ in python._lanes]
-    for encoder in python._encoders:
-        encoder.native_plan = None
+    for field_encoder in python._encoders:
+        field_encoder.native_plan = None
     assert all(plan is not None for _, _, plan in native._lanes) == private_fields
     record = sample_record(3, start_ms=start, end_ms=end, client_address=client)
-    outcomes = []
-    for encoder in (native, python):
+    outcomes: list[tuple[int, bytes]] = []
+    for http_encoder in (native, python):
         try:
-            outcomes.append(encoder.encode(record, 1376))
+            outcomes.append(http_encoder.encode(record, 1376))
         except EncodeError:
             outcomes.append((0, b"error"))
     assert outcomes[0] == outcomes[1]
