@@ -291,10 +291,11 @@ class Exporter:
         now = self._clock() if now is None else now
         if self._closed:  # after close: a socket of its own, so templates go first
             self._reopen()
-        for record in records:
-            for target in self._targets:
+        for target in self._targets:
+            add = target.session.add
+            for record in records:
                 try:
-                    target.session.add(record, now)
+                    add(record, now)
                 except EncodeError as exc:
                     self.statistics.encode_errors += 1
                     target.session.count_not_sent(1, now)
