@@ -410,7 +410,7 @@ class FlowExport:
             sizes.append(_declared_length(message) if uncounted else None)
         if sizes == [None, None]:
             return entry
-        if sizes != [None, None] and not all(self._saw_streamed):
+        if not all(self._saw_streamed):
             for index, size in enumerate(sizes):  # an addon before ours may stream more
                 self._saw_streamed[index] |= size is not None
             self._bind_stream_counters()

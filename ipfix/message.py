@@ -61,7 +61,6 @@ class MessagePacker(ABC):
     """
 
     header_size: int
-    header_format: str  # the header's struct format, "!" and all
     padding: int  # sets are padded to a multiple of this (1: none)
 
     def __init__(self, max_message_size: int) -> None:
@@ -83,7 +82,6 @@ class MessagePacker(ABC):
         # a flow record larger than this leaves no room for a second one of its size: it
         # goes out in a message of its own at once (every v9 record at default widths)
         self.solo_size = self.record_budget // 2
-        self._solo_layouts: dict[int, tuple[struct.Struct, int, int]] = {}  # by set id
 
     def add(
         self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
@@ -157,16 +155,6 @@ class MessagePacker(ABC):
             return
         self.add(set_id, record, is_data=True, is_flow=True, now_ms=now_ms)
 
-    def _solo_layout(self, set_id: int, size: int) -> tuple[struct.Struct, int, int]:
-        """How `_solo_message` packs a record of `size` bytes: header, set header, record
-        and padding in one struct (one C call instead of a dozen Python steps), the set's
-        length, and the record size it is for: v9 records have one size per template."""
-        pad = -size % self.padding
-        layout = self._solo_layouts[set_id] = (
-            struct.Struct(f"{self.header_format}HH{size}s{pad}x"), SET_HEADER.size + size + pad,
-            size)
-        return layout
-
     @abstractmethod
     def _solo_message(self, set_id: int, record: bytes, now_ms: int) -> bytes:
         """The message of one flow record, framed as `close` would frame it."""
@@ -210,7 +198,6 @@ class IpfixPacker(MessagePacker):
     """IPFIX framing: the sequence number counts data records sent before the message."""
 
     header_size = IPFIX_HEADER.size
-    header_format = IPFIX_HEADER.format
     padding = 1
 
     def __init__(self, max_message_size: int, observation_domain_id: int) -> None:
