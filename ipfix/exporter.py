@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import time
@@ -32,8 +33,17 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_COLLECTOR = "127.0.0.1:4739"
 RESOLVE_RETRY_MS = 30_000
-PROBE_INTERVAL_MS = 1_000  # while a collector refuses, send one datagram a second to see
 LOG_INTERVAL_MS = 10_000  # at most one error line per collector in this time
+# A collector that refused (ICMP) counts as reachable again once sends span this long
+# without a refusal: routers send ICMP errors at about one a second at most.
+REACHABLE_AFTER_MS = 3_000
+# A collector that refused may have restarted without our templates: they go again when
+# it seems back, but not more often than this.
+TEMPLATE_RESEND_MS = 3_000
+# errno of an ICMP error that an earlier datagram drew: a connected UDP socket reports it
+# on the next send, which then does not transmit its own datagram (Linux)
+_ICMP_ERRORS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                          errno.EHOSTDOWN, errno.ENOPROTOOPT))
 WAKE_AT_RECORDS = 128  # a queue this long wakes the task at once; shorter ones wait a little
 # Records encoded before the task lets the proxy run again: the loop is the proxy's, and a
 # whole batch (up to WAKE_AT_RECORDS and more) for IPFIX and v9 held it over 1 ms.
@@ -106,12 +116,13 @@ class ExporterStatistics(msgspec.Struct, kw_only=True):
     """What the log's statistics line reports, summed over collectors."""
 
     records: int = 0  # records handed to the exporter
-    exported: int = 0  # flow records sent, per collector, summed
+    exported: int = 0  # flow records that left this host (or went to a file), summed
     datagrams: int = 0
     octets: int = 0
     dropped: int = 0  # queue full: never reached any collector
     encode_errors: int = 0
-    send_errors: int = 0
+    send_errors: int = 0  # datagrams that did not leave this host (or reach the file)
+    refusals: int = 0  # ICMP errors for datagrams that did leave: the collector is not there
     truncations: int = 0
     max_flush_ms: float = 0.0
     cpu_seconds: float = 0.0  # spent by the background task: encoding, framing, sending
@@ -128,10 +139,13 @@ class _Target:
         self.sock: socket.socket | None = None
         self.writer: IpfixFileWriter | None = None
         self.resolve_after = 0
-        self.down_until: int | None = None  # refused: send only probes until then
+        self.local_address: Any = None  # our end of the socket: kept when it is reopened
         self.last_log = -LOG_INTERVAL_MS
         self.suppressed = 0
         self.send_errors = 0
+        self.refusals = 0
+        self.refused_at: int | None = None  # last ICMP error of the current outage
+        self.clean_since: int | None = None  # first send after it that drew no error
 
 
 class Exporter:
@@ -332,8 +346,9 @@ class Exporter:
     def _reopen(self) -> None:
         """Without a loop (shutdown): open what is closed, for hosts that are IP literals.
 
-        A new socket has a new source port, which collectors see as a new stream: it
-        gets the templates again before any record.
+        The new socket takes the old one's source port where it can (collectors key
+        templates and sequence numbers on it); on another port the collector sees a new
+        stream, which gets the templates again before any record.
         """
         for target in self._targets:
             if target.sock is None and target.spec.kind is not CollectorKind.FILE:
@@ -341,76 +356,120 @@ class Exporter:
                     infos = socket.getaddrinfo(target.spec.host, target.spec.port,
                                                type=socket.SOCK_DGRAM,
                                                flags=socket.AI_NUMERICHOST)
-                    self._connect(target, infos[0])
+                    same_port = self._connect(target, infos[0])
                 except OSError:
                     continue
-                if target.session.statistics.messages:
+                if target.session.statistics.messages and not same_port:
                     target.session.request_templates()
             if target.writer is None and target.spec.kind is CollectorKind.FILE:
                 with contextlib.suppress(OSError):
                     target.writer = IpfixFileWriter(target.spec.path)
 
     @staticmethod
-    def _connect(target: _Target, info: tuple[Any, ...]) -> None:
+    def _connect(target: _Target, info: tuple[Any, ...]) -> bool:
+        """Open the target's socket; True when it has the source port it had before."""
         family, kind, proto, _, address = info
         sock = socket.socket(family, kind, proto)
         sock.setblocking(False)
+        same_port = False
+        if target.local_address is not None:
+            try:
+                sock.bind(target.local_address)
+                same_port = True
+            except OSError:
+                pass  # taken meanwhile: any port, and the collector sees a new stream
         sock.connect(address)  # fixes the source port: collectors key templates on it
         target.sock = sock
+        target.local_address = sock.getsockname()
+        return same_port
 
     def _send(self, target: _Target, datagrams: list[Datagram], now: int) -> None:
+        """Send each datagram; a collector that is not there does not stop any of them."""
         if not datagrams:
             return
-        stats = self.statistics
         sock = target.sock
-        if sock is not None and target.down_until is None:  # the usual case, kept short
-            sent = 0
-            try:
-                for datagram in datagrams:
-                    sock.send(datagram.payload)
-                    sent += 1
-            except OSError as exc:  # ICMP port unreachable shows up here, on a later send
-                target.down_until = now + PROBE_INTERVAL_MS
-                self._failed(target, datagrams[sent], now, f"send failed: {exc}")
-            if sent:
-                done = datagrams[:sent] if sent < len(datagrams) else datagrams
-                stats.datagrams += sent
-                stats.octets += sum(len(d.payload) for d in done)
-                stats.exported += sum(d.flow_records for d in done)
-            datagrams = datagrams[sent + 1:]  # after a failure: the rest wait for a probe
-            if not datagrams:
-                return
-        session = target.session
+        if sock is None or target.writer is not None:
+            self._write_or_fail(target, datagrams, now)
+            return
+        records = octets = sent = 0
+        refused = False
         for datagram in datagrams:
-            if target.writer is not None:
-                try:
-                    target.writer.write(datagram.payload)
-                except OSError as exc:
-                    self._failed(target, datagram, now, f"write failed: {exc}")
-                    continue
-            elif target.sock is None:
-                self._failed(target, datagram, now, "not connected yet")
-                continue
-            elif target.down_until is not None and now < target.down_until:
-                self._failed(target, datagram, now, None)
-                continue
-            else:
-                try:
-                    target.sock.send(datagram.payload)
-                except OSError as exc:  # ICMP port unreachable shows up here, on a later send
-                    target.down_until = now + PROBE_INTERVAL_MS
+            payload = datagram.payload
+            try:
+                sock.send(payload)
+            except OSError as exc:
+                if exc.errno in _ICMP_ERRORS:
+                    # an earlier datagram drew an ICMP error; this one did not leave yet
+                    refused = True
+                    self._refused(target, now, exc)
+                    try:
+                        sock.send(payload)
+                    except OSError as again:
+                        self._failed(target, datagram, now, f"send failed: {again}")
+                        continue
+                else:
                     self._failed(target, datagram, now, f"send failed: {exc}")
                     continue
-                if target.down_until is not None:
-                    target.down_until = None
-                    session.request_templates()  # it came back: teach it our templates again
-                    logger.info(f"flowexport: collector {target.spec} reachable again")
-            stats.datagrams += 1
-            stats.octets += len(datagram.payload)
-            stats.exported += datagram.flow_records
-        if target.writer is not None:
+            sent += 1
+            records += datagram.flow_records
+            octets += len(payload)
+        if sent:
+            stats = self.statistics
+            stats.datagrams += sent
+            stats.octets += octets
+            stats.exported += records
+            if target.refused_at is not None and not refused:
+                self._clean_send(target, now)
+
+    def _refused(self, target: _Target, now: int, exc: OSError) -> None:
+        """An ICMP error: counted and logged, not a lost datagram (it left, and so does the
+        one whose send reported it)."""
+        self.statistics.refusals += 1
+        target.refusals += 1
+        target.refused_at = now
+        target.clean_since = None
+        reason = "port unreachable" if exc.errno == errno.ECONNREFUSED else exc.strerror
+        self._log(target, now, f"unreachable (ICMP {reason}), {target.refusals} refusals "
+                               "so far; datagrams still go out")
+
+    def _clean_send(self, target: _Target, now: int) -> None:
+        """A send after refusals that reported none. The first may mean the collector is
+        back, restarted and knowing none of our templates: they go with the next message
+        (unless they went less than TEMPLATE_RESEND_MS ago; routers rate-limit ICMP
+        errors, so sends between refusals can look clean). Once clean sends span
+        REACHABLE_AFTER_MS, the datagrams sent at its start drew no error: it is back,
+        and gets the templates once more."""
+        if target.clean_since is None:
+            target.clean_since = now
+            target.session.resend_templates(now, TEMPLATE_RESEND_MS)
+            return
+        if now - target.clean_since < REACHABLE_AFTER_MS:
+            return
+        target.refused_at = target.clean_since = None
+        target.session.resend_templates(now, TEMPLATE_RESEND_MS)
+        logger.info(f"flowexport: collector {target.spec} reachable again "
+                    f"(no ICMP error for {REACHABLE_AFTER_MS // 1000} s; "
+                    f"{target.refusals} refusals in all)")
+
+    def _write_or_fail(self, target: _Target, datagrams: list[Datagram], now: int) -> None:
+        """A file target, or a socket not open yet (resolving): each datagram is written,
+        or counted as not sent."""
+        writer = target.writer
+        for datagram in datagrams:
+            if writer is None:
+                self._failed(target, datagram, now, "not connected yet")
+                continue
+            try:
+                writer.write(datagram.payload)
+            except OSError as exc:
+                self._failed(target, datagram, now, f"write failed: {exc}")
+                continue
+            self.statistics.datagrams += 1
+            self.statistics.octets += len(datagram.payload)
+            self.statistics.exported += datagram.flow_records
+        if writer is not None:
             try:  # a file reader (tshark -r, the collector) sees records as they come
-                target.writer.flush()
+                writer.flush()
             except OSError as exc:
                 self._log(target, now, f"flush failed: {exc}")
 
@@ -433,9 +492,10 @@ class Exporter:
     def statistics_line(self) -> str:
         stats = self.statistics
         stats.truncations = sum(t.session.truncations.count for t in self._targets)
-        return (f"flowexport: {stats.records} records, {stats.exported} exported, "
+        return (f"flowexport: {stats.records} records, {stats.exported} sent, "
                 f"{stats.datagrams} datagrams, {stats.octets} bytes, {stats.dropped} dropped, "
                 f"{stats.encode_errors} unencodable, {stats.send_errors} send errors, "
+                f"{stats.refusals} collector refusals (ICMP), "
                 f"{stats.truncations} truncated fields, max flush {stats.max_flush_ms:.1f} ms, "
                 f"{stats.cpu_seconds / max(stats.records, 1) * 1e6:.1f} us CPU/record, "
                 f"{len(self._queue)} queued")

@@ -68,7 +68,9 @@ class MessagePacker(ABC):
             raise ValueError(f"max message size must be {self.header_size + SET_HEADER.size + 1}"
                              f"..{MAX_MESSAGE_SIZE}, not {max_message_size}")
         self.max_message_size = max_message_size
-        self._sets: dict[int, list[bytes]] = {}  # set id -> records, in first-use order
+        # set key -> records, in first-use order; a key is the set id, plus a multiple of
+        # 2^16 for a record that goes in a set of its own (`add(own_set=True)`)
+        self._sets: dict[int, list[bytes]] = {}
         self._payloads: dict[int, int] = {}  # set id -> bytes of its records
         self._size = self.header_size  # bytes so far: header, set headers, records
         self._padding_size = 0  # bytes of padding the sets need (NetFlow v9)
@@ -84,13 +86,18 @@ class MessagePacker(ABC):
         self.solo_size = self.record_budget // 2
 
     def add(
-        self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int
+        self, set_id: int, record: bytes, *, is_data: bool, is_flow: bool = False, now_ms: int,
+        own_set: bool = False,
     ) -> None:
         """Append a record, closing the current message first if it would overflow.
 
         `is_data` marks data records (they count in IPFIX sequence numbers);
-        `is_flow` marks flow records as opposed to options records.
+        `is_flow` marks flow records as opposed to options records; `own_set` puts the
+        record in a set of its own (options templates: pmacct 1.7.7 misreads the length
+        of an options template record, and so reads only the first one of a set).
         """
+        if own_set:
+            set_id |= (len(self._sets) + 1) << 16  # a key no other record shares
         size = len(record)
         if size > self.record_budget:
             raise ValueError(f"record of {size} bytes exceeds {self.record_budget}")
@@ -168,7 +175,7 @@ class MessagePacker(ABC):
         for set_id, records in self._sets.items():
             payload = self._payloads[set_id]
             pad = -payload % self.padding
-            parts.append(SET_HEADER.pack(set_id, SET_HEADER.size + payload + pad))
+            parts.append(SET_HEADER.pack(set_id & 0xFFFF, SET_HEADER.size + payload + pad))
             parts.extend(records)
             if pad:
                 parts.append(bytes(pad))

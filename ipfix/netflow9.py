@@ -68,6 +68,8 @@ class Netflow9Packer(MessagePacker):
         super().__init__(max_message_size)
         if not 0 <= source_id <= 0xFFFFFFFF:
             raise ValueError(f"source id out of range: {source_id}")
+        if boot_time_ms % 1000:
+            raise ValueError(f"boot time must be a whole second, not {boot_time_ms} ms")
         self.source_id = source_id
         self.boot_time_ms = boot_time_ms
         self.sequence_number = 0  # §5.1: export packets sent so far, mod 2^32
@@ -109,6 +111,10 @@ class Netflow9Packer(MessagePacker):
         """now_ms, sysUpTime and secs: packets of one batch share one clock reading."""
         clock = self._clock
         if clock[0] != now_ms:
-            clock = self._clock = (now_ms, (now_ms - self.boot_time_ms) & 0xFFFFFFFF,
-                                   (now_ms // 1000) & 0xFFFFFFFF)
+            # Collectors rebuild times as unix_secs * 1000 - sysUpTime + FIRST_SWITCHED, and
+            # unix_secs has no milliseconds: sysUpTime is taken at the same whole second,
+            # so that a flow's time comes out exact (boot_time_ms is on a whole second too).
+            secs = now_ms // 1000
+            clock = self._clock = (now_ms, (secs * 1000 - self.boot_time_ms) & 0xFFFFFFFF,
+                                   secs & 0xFFFFFFFF)
         return clock

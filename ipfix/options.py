@@ -35,17 +35,25 @@ class ExportStatistics(msgspec.Struct, kw_only=True):
     last_drop_ms: int = 0
 
 
+# RFC 5610 §3.9's elements, all of them: libfixbuf (YAF, SiLK, super_mediator) applies a
+# type record only when its template carries every one, the value range included.
+TYPE_INFO_ELEMENTS = (
+    "privateEnterpriseNumber", "informationElementId", "informationElementDataType",
+    "informationElementSemantics", "informationElementUnits", "informationElementRangeBegin",
+    "informationElementRangeEnd", "informationElementName", "informationElementDescription")
+NO_RANGE = (0, 0)  # range begin and end both 0: the element's type limits its values
+
+
 def type_info_template(registry: Registry) -> Template:
     """RFC 5610 §3.9: scope (privateEnterpriseNumber, informationElementId), then the type."""
-    names = ("privateEnterpriseNumber", "informationElementId", "informationElementDataType",
-             "informationElementSemantics", "informationElementUnits", "informationElementName",
-             "informationElementDescription")
-    return make_template(TYPE_INFO_TEMPLATE_ID, [registry[n] for n in names], scope_field_count=2)
+    return make_template(TYPE_INFO_TEMPLATE_ID, [registry[n] for n in TYPE_INFO_ELEMENTS],
+                         scope_field_count=2)
 
 
 def type_info_values(element: InformationElement) -> tuple[object, ...]:
     return (element.enterprise_number, element.element_id, int(element.data_type),
-            int(element.semantics), int(element.units), element.name, element.description)
+            int(element.semantics), int(element.units), *NO_RANGE, element.name,
+            element.description)
 
 
 def metering_statistics_template(registry: Registry) -> Template:

@@ -126,17 +126,18 @@ class ExportSession:
                                 exporting_statistics_template(self.registry)]
             if config.sampling_interval > 1:
                 option_templates.append(sampling_template(self.registry))
-            self._template_sets = [(TEMPLATE_SET_ID, [ipfix_template_record(t) for t in templates]),
-                                   (OPTIONS_TEMPLATE_SET_ID,
-                                    [ipfix_template_record(t) for t in option_templates])]
+            self._template_sets = [(OPTIONS_TEMPLATE_SET_ID,
+                                    [ipfix_template_record(t) for t in option_templates]),
+                                   (TEMPLATE_SET_ID, [ipfix_template_record(t) for t in templates])]
         else:
             templates = netflow9_http_templates(
                 self.registry, config.netflow9_widths,
                 include_enterprise=config.netflow9_enterprise_fields)
+            boot = now_ms - now_ms % 1000  # see Netflow9Packer: sysUpTime on whole seconds
             self._packer = Netflow9Packer(config.max_message_size, config.observation_domain_id,
-                                          boot_time_ms=now_ms)
+                                          boot_time_ms=boot)
             self.encoder = HttpRecordEncoder(
-                templates, max_lengths=config.max_lengths, netflow9_boot_time_ms=now_ms,
+                templates, max_lengths=config.max_lengths, netflow9_boot_time_ms=boot,
                 netflow9_private_base=config.netflow9_private_base,
                 truncations=self.truncations)
             option_templates = [netflow9_statistics_template(self.registry)]
@@ -144,9 +145,9 @@ class ExportSession:
                 option_templates.append(netflow9_sampling_template(self.registry))
             base = config.netflow9_private_base
             self._template_sets = [
-                (TEMPLATE_FLOWSET_ID, [v9_template_record(t, base) for t in templates]),
                 (OPTIONS_TEMPLATE_FLOWSET_ID,
-                 [v9_template_record(t, base) for t in option_templates])]
+                 [v9_template_record(t, base) for t in option_templates]),
+                (TEMPLATE_FLOWSET_ID, [v9_template_record(t, base) for t in templates])]
         self.templates = (*templates, *option_templates)
         self._option_encoders = {t.template_id: RecordEncoder(t) for t in option_templates}
         for _, records in self._template_sets:
@@ -158,6 +159,7 @@ class ExportSession:
         self._budget = self._packer.record_budget
         self._refresh_messages = config.template_refresh_messages
         self._templates_due_ms = now_ms  # the first message carries the templates
+        self._templates_sent_ms = now_ms
         self._closed_at_templates = 0
         self._statistics_due_ms = now_ms + config.statistics_interval_ms
         self._flush_due_ms: int | None = None
@@ -205,8 +207,14 @@ class ExportSession:
         return due if self._flush_due_ms is None else min(due, self._flush_due_ms)
 
     def request_templates(self) -> None:
-        """Send templates with the next message (a collector came back)."""
+        """Send templates with the next message (a new socket: a new stream to collectors)."""
         self._templates_due_ms = 0
+
+    def resend_templates(self, now_ms: int, min_gap_ms: int) -> None:
+        """Send templates soon: with the next message, or `min_gap_ms` after they last went
+        if that is later (a collector that may have restarted, checked again and again)."""
+        due = max(now_ms, self._templates_sent_ms + min_gap_ms)
+        self._templates_due_ms = min(self._templates_due_ms, due)
 
     # -- accounting ----------------------------------------------------------------------
 
@@ -238,21 +246,27 @@ class ExportSession:
                 >= self.config.template_refresh_messages)
 
     def _add(self, set_id: int, data: bytes, now_ms: int, *, is_data: bool,
-             is_flow: bool = False) -> None:
+             is_flow: bool = False, own_set: bool = False) -> None:
         if self._flush_due_ms is None:
             self._flush_due_ms = now_ms + self.config.flush_interval_ms
-        self._packer.add(set_id, data, is_data=is_data, is_flow=is_flow, now_ms=now_ms)
+        self._packer.add(set_id, data, is_data=is_data, is_flow=is_flow, now_ms=now_ms,
+                         own_set=own_set)
 
     def _add_templates(self, now_ms: int) -> None:
         # templates lead a message: a collector that lost them decodes all that follows
         self._close(now_ms)
         self._templates_due_ms = now_ms + self.config.template_refresh_ms
+        self._templates_sent_ms = now_ms
         self._closed_at_templates = self._packer.closed_messages
-        for set_id, records in self._template_sets:
-            for record in records:
-                self._add(set_id, record, now_ms, is_data=False)
+        # options templates and their records (RFC 5610 types, sampling) come first:
+        # libfixbuf gives an element its type only in templates that arrive after it
+        (options_set, option_records), (data_set, data_records) = self._template_sets
+        for record in option_records:
+            self._add(options_set, record, now_ms, is_data=False, own_set=True)
         for template_id, record in self._type_records:
             self._add(template_id, record, now_ms, is_data=True)
+        for record in data_records:
+            self._add(data_set, record, now_ms, is_data=False)
 
     def _sampling_records(self) -> list[tuple[int, bytes]]:
         """The sampling announcement, sent with every template refresh."""

@@ -292,6 +292,8 @@ class Receiver:
         self.options: list[int] = []  # template ids of the options records received
         self.skipped = 0
         self.sequences = SequenceTracker()
+        # (sequence number, data records) of each message decoded in full
+        self.messages: list[tuple[int, int]] = []
 
     def drain(self) -> None:
         while True:
@@ -302,6 +304,8 @@ class Receiver:
             message = self.decoder.decode(data, peer)
             self.sequences.observe(peer, message)
             self.skipped += len(message.skipped_sets)
+            if message.complete:
+                self.messages.append((message.sequence_number, message.data_record_count))
             self.flows += [r.fields for r in message.records if not r.is_options]
             self.options += [r.template_id for r in message.records if r.is_options]
 

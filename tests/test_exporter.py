@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from pathlib import Path
@@ -123,37 +124,103 @@ def test_full_queue_drops_and_counts_never_blocks() -> None:
     receiver.close()
 
 
-def test_dead_collector_is_counted_then_comes_back_with_templates() -> None:
-    probe = Receiver()
-    port = probe.port
-    probe.close()  # nothing listens: ICMP port unreachable
+def _closed_port() -> int:
+    """A loopback UDP port where nothing listens: datagrams draw ICMP port unreachable."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
-    async def scenario() -> tuple[Exporter, Receiver]:
+
+def test_nothing_listening_every_datagram_still_leaves_and_refusals_are_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Linux reports a datagram's ICMP port unreachable on the next send(), which then does
+    not transmit its own datagram: that send is retried, so every record leaves (the
+    capture tests in test_interop_capture.py see them all on the wire), and the refusals
+    are counted, not taken for lost records."""
+    port = _closed_port()
+
+    async def scenario() -> Exporter:
         exporter = Exporter([parse_collector(f"127.0.0.1:{port}")],
-                            SessionConfig(flush_interval_ms=5, template_refresh_ms=3_600_000))
+                            SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000))
         exporter.start()
         for index in range(20):
             exporter.submit(sample_record(index))
             await asyncio.sleep(0.02)
-        # refused once, it waits for a probe: the other datagrams count as not sent
-        assert exporter.statistics.send_errors >= 10
-        receiver = Receiver(port)  # the collector restarts, knowing no templates
-        deadline = time.monotonic() + 5
-        index = 100
-        while time.monotonic() < deadline and not receiver.flows:
-            exporter.submit(sample_record(index))
-            index += 1
-            await asyncio.sleep(0.05)
-            receiver.drain()
         exporter.close()
-        return exporter, receiver
+        return exporter
 
-    exporter, receiver = asyncio.run(scenario())
-    receiver.drain()
-    assert receiver.flows, "no record decoded after the collector came back"
-    assert exporter._targets[0].session.statistics.not_sent_flow_records > 0
-    exporter.shutdown()
-    receiver.close()
+    with caplog.at_level(logging.INFO, logger="ipfix.exporter"):
+        exporter = asyncio.run(scenario())
+    stats = exporter.statistics
+    assert stats.exported == 20 and stats.send_errors == 0  # all 20 left this host
+    assert stats.refusals >= 19  # every datagram but the last drew an ICMP error
+    session = exporter._targets[0].session.statistics
+    assert session.not_sent_flow_records == 0 and session.flow_records == 20
+    unreachable = [r.message for r in caplog.records if "unreachable (ICMP" in r.message]
+    assert len(unreachable) == 1  # 0.4 s of refusals: one line (rate-limited)
+    assert not [r for r in caplog.records if "reachable again" in r.message]
+    assert f"{stats.refusals} collector refusals (ICMP)" in exporter.statistics_line()
+
+
+def test_restarted_collector_decodes_again_soon_and_nothing_else_is_lost(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The collector stops and starts again, knowing no templates, while traffic goes on.
+    The exporter sends the templates again as soon as a send reports no refusal (not at
+    the 10-minute refresh) and says 'reachable again' only after REACHABLE_AFTER_MS
+    without a refusal.
+    The records missing are one run, between the last decoded before the stop and the
+    first decoded after it, and the sequence numbers show at least that many missing."""
+    port = _closed_port()
+    first = Receiver(port)
+    timings: dict[str, float] = {}
+
+    async def scenario() -> tuple[Exporter, Receiver, int]:
+        exporter = Exporter([parse_collector(f"127.0.0.1:{port}")],
+                            SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000))
+        exporter.start()
+        index = 0
+
+        async def traffic(steps: int, receiver: Receiver | None) -> None:
+            nonlocal index
+            for _ in range(steps):
+                exporter.submit(sample_record(index))
+                index += 1
+                await asyncio.sleep(0.05)
+                if receiver is not None:
+                    receiver.drain()
+
+        await traffic(20, first)  # 1 s with the collector up
+        first.close()  # it stops
+        await traffic(30, None)  # 1.5 s with nothing listening
+        second = Receiver(port)  # it starts again
+        restarted = time.monotonic()
+        while not second.flows and time.monotonic() - restarted < 10:
+            await traffic(1, second)
+        timings["decoded again after"] = time.monotonic() - restarted
+        await traffic(80, second)  # 4 s more: enough to count as reachable again
+        exporter.close()
+        second.drain()
+        return exporter, second, index
+
+    with caplog.at_level(logging.INFO, logger="ipfix.exporter"):
+        exporter, second, sent = asyncio.run(scenario())
+    # the first send that reports no refusal brings the templates: well before the
+    # REACHABLE_AFTER_MS that 'reachable again' waits for
+    assert timings["decoded again after"] < exporter_module.REACHABLE_AFTER_MS / 1000 / 2
+    before = sorted(int(f["flowId"]) - 1000 for f in first.flows)
+    after = sorted(int(f["flowId"]) - 1000 for f in second.flows)
+    assert before == list(range(len(before))) and len(before) >= 19
+    assert after == list(range(after[0], sent))  # from its first decoded record, every one
+    missing = after[0] - len(before)
+    assert first.messages and second.messages
+    last = first.messages[-1]
+    gap = second.messages[0][0] - (last[0] + last[1])  # data records numbered in between
+    assert gap >= missing > 0
+    assert exporter.statistics.send_errors == 0
+    assert exporter.statistics.exported == sent  # every record left this host
+    back = [r.message for r in caplog.records if "reachable again" in r.message]
+    assert len(back) == 1
+    second.close()
 
 
 def test_unresolvable_host_is_counted_not_raised() -> None:

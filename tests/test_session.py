@@ -6,6 +6,8 @@ import itertools
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipfix.decoder import Decoder
 from ipfix.options import (
@@ -31,15 +33,18 @@ def set_ids(payload: bytes, header: int) -> list[int]:
 def test_first_message_carries_templates_before_data() -> None:
     _, datagrams = run_session([sample_record(0)])
     first = datagrams[0].payload
-    assert set_ids(first, 16)[:3] == [2, 3, TYPE_INFO_TEMPLATE_ID]
+    # options templates (a set each: pmacct reads one per set), the RFC 5610 type
+    # records, then the data templates that use them
+    assert set_ids(first, 16)[:5] == [3, 3, 3, TYPE_INFO_TEMPLATE_ID, 2]
     messages = decode_all(datagrams)
-    assert messages[0].template_ids == [256, 257, 258, 259, 260, 261, 262]
+    assert messages[0].template_ids[:3] == [260, 261, 262]
+    assert sorted(messages[0].template_ids + messages[1].template_ids) == list(range(256, 263))
     assert len(flow_records(messages)) == 1
 
 
 def test_netflow9_first_packet_carries_templates() -> None:
     _, datagrams = run_session([sample_record(0)], ExportFormat.NETFLOW9)
-    assert set_ids(datagrams[0].payload, 20)[:2] == [0, 1]
+    assert set_ids(datagrams[0].payload, 20)[:2] == [1, 0]  # one options template
     assert len(flow_records(decode_all(datagrams))) == 1
 
 
@@ -70,7 +75,8 @@ def test_templates_refresh_on_timer_and_after_n_messages() -> None:
     for index in range(40):
         session.add(sample_record(index), now)
         for datagram in session.poll(now + 1):
-            with_templates.append(2 in set_ids(datagram.payload, 16))
+            # a refresh begins with the options templates (then type records, templates)
+            with_templates.append(set_ids(datagram.payload, 16)[0] == 3)
         now += 2
     assert with_templates[0]
     carrying = [i for i, has in enumerate(with_templates) if has]
@@ -79,7 +85,7 @@ def test_templates_refresh_on_timer_and_after_n_messages() -> None:
     assert all(4 <= gap <= 6 for gap in gaps), gaps  # every 5 closed messages
     assert not session.poll(now)  # nothing due
     later = session.poll(now + 10_001)
-    assert later and 2 in set_ids(later[0].payload, 16)
+    assert later and set_ids(later[0].payload, 16)[0] == 3
 
 
 def test_templates_again_on_request() -> None:
@@ -233,3 +239,32 @@ def test_sampling_is_announced_with_the_templates(fmt: ExportFormat) -> None:
     _, plain = run_session([sample_record()], fmt)
     assert not [r for m in decode_all(plain) for r in m.records
                 if "samplingInterval" in r.fields]
+
+
+@given(start=st.integers(1_000_000_000_000, 2_000_000_000_000),
+       offsets=st.lists(st.tuples(st.integers(0, 5_000_000), st.integers(0, 600_000),
+                                  st.integers(0, 3_000_000)), min_size=1, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_netflow9_times_come_out_exact_the_way_collectors_rebuild_them(
+        start: int, offsets: list[tuple[int, int, int]]) -> None:
+    """ipfixcol2, nfdump and pmacct compute unix_secs * 1000 - sysUpTime + FIRST_SWITCHED
+    (likewise LAST_SWITCHED): that must be the record's own millisecond, whatever the
+    sub-second parts of the session's start and of the export time."""
+    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), start)
+    decoder = Decoder()
+    expected = []
+    for index, (began, lasted, exported) in enumerate(offsets):
+        record = sample_record(index, start_ms=start + began, end_ms=start + began + lasted)
+        now = start + began + lasted + exported
+        session.add(record, now)
+        expected.append((record.start_ms, record.end_ms))
+        for datagram in session.poll(now) + session.flush(now):
+            message = decoder.decode(datagram.payload)
+            base = message.export_time * 1000 - message.sys_uptime_ms
+            assert 0 <= message.sys_uptime_ms <= message.export_time * 1000 - start + 1000
+            for fields in (r.fields for r in message.records if not r.is_options):
+                rebuilt = (base + int(fields["flowStartSysUpTime"]),
+                           base + int(fields["flowEndSysUpTime"]))
+                assert rebuilt == (fields["flowStartMilliseconds"],
+                                   fields["flowEndMilliseconds"])
+                assert rebuilt == expected[int(fields["flowId"]) - 1000]

@@ -192,7 +192,7 @@ def test_packer_never_exceeds_the_cap_and_never_splits_a_record() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda: IpfixPacker(1400, observation_domain_id=3),
-                                  lambda: Netflow9Packer(1400, source_id=3, boot_time_ms=5)])
+                                  lambda: Netflow9Packer(1400, source_id=3, boot_time_ms=5_000)])
 def test_a_record_that_fills_a_message_alone_is_framed_as_add_and_close_frame_it(
         make: object) -> None:
     """add_flow sends a record too big to share a message with another of its size at once;
