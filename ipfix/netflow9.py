@@ -112,9 +112,10 @@ class Netflow9Packer(MessagePacker):
         clock = self._clock
         if clock[0] != now_ms:
             # Collectors rebuild times as unix_secs * 1000 - sysUpTime + FIRST_SWITCHED, and
-            # unix_secs has no milliseconds: sysUpTime is taken at the same whole second,
-            # so that a flow's time comes out exact (boot_time_ms is on a whole second too).
-            secs = now_ms // 1000
+            # unix_secs has no milliseconds: both describe the same whole second, so that a
+            # flow's time comes out exact. It is the next one (rounded up), so that no flow
+            # ends after sysUpTime: pmacct computes sysUpTime - FIRST_SWITCHED unsigned.
+            secs = -(-now_ms // 1000)
             clock = self._clock = (now_ms, (secs * 1000 - self.boot_time_ms) & 0xFFFFFFFF,
                                    secs & 0xFFFFFFFF)
         return clock

@@ -80,3 +80,52 @@ def test_nfcapd_stores_and_nfdump_shows_our_flows(tmp_path: Path, udp_port: int,
         # nfdump reads v9 field 231 (initiatorOctets) as the ASA/NSEL forward byte count
         expected = record.octets if fmt is ExportFormat.IPFIX else record.initiator_octets
         assert row["in_bytes"] == expected
+
+
+def test_nfdump_rebuilds_netflow9_times_to_the_millisecond(tmp_path: Path, udp_port: int) -> None:
+    """nfdump reads v9 times as unix_secs * 1000 - sysUpTime + FIRST_SWITCHED: over many
+    records, exported at every sub-second offset, they must equal ours to the millisecond."""
+    import random
+
+    from ipfix.session import ExportSession, SessionConfig
+
+    rng = random.Random(5)
+    start = 1_795_000_000_000 + rng.randrange(1000)  # the session starts mid-second
+    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), start)
+    records, datagrams = [], []
+    now = start
+    for index in range(300):
+        began = now + rng.randrange(0, 400)
+        record = sample_record(index, client_port=20000 + index, start_ms=began,
+                               end_ms=began + rng.randrange(0, 3000))
+        now = record.end_ms + rng.randrange(0, 1500)
+        session.add(record, now)
+        datagrams += session.poll(now)
+        records.append(record)
+    datagrams += session.flush(now)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    log = tmp_path / "nfcapd.log"
+    with log.open("w") as out:
+        capture = subprocess.Popen(["nfcapd", "-w", str(spool), "-p", str(udp_port),
+                                    "-b", "127.0.0.1", "-t", "3600"], stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: udp_bound(udp_port), 15), log.read_text()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for datagram in datagrams:
+                sock.sendto(datagram.payload, ("127.0.0.1", udp_port))
+                time.sleep(0.0005)  # loopback drops a burst of 300 otherwise
+        time.sleep(0.5)
+    finally:
+        capture.send_signal(signal.SIGTERM)
+        capture.wait(timeout=20)
+    assert f"Flows: {len(records)}" in log.read_text(), log.read_text()
+    result = subprocess.run(["nfdump", "-R", str(spool), "-o", "json"], capture_output=True,
+                            text=True, timeout=60, check=True, env=dict(os.environ, TZ="UTC"))
+    flows = {row["src_port"]: row for row in json.loads(result.stdout)}
+    wrong = [(r.flow_id, flows[r.client_port]["first"], nfdump_time(r.start_ms),
+              flows[r.client_port]["last"], nfdump_time(r.end_ms)) for r in records
+             if (flows[r.client_port]["first"], flows[r.client_port]["last"])
+             != (nfdump_time(r.start_ms), nfdump_time(r.end_ms))]
+    assert not wrong, wrong[:5]

@@ -157,3 +157,63 @@ def test_nfacctd_behind_a_real_mitmdump(tmp_path: Path, udp_port: int, fmt: Expo
     assert str(missing[snake_case("httpStatusCode")]) == "404"
     assert str(cart[snake_case("downloadedBytes")]) == "5"  # "hello"
     assert cart["bytes"] > 0 and int(cart[snake_case("initiatorOctets")]) > 0
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_nfacctd_times_over_many_records(tmp_path: Path, udp_port: int, fmt: ExportFormat) -> None:
+    """pmacct reads IPFIX times from flowStart/EndMilliseconds, to the millisecond. For v9 it
+    computes unix_secs - (sysUpTime - FIRST_SWITCHED) / 1000 in whole seconds and unsigned:
+    the flow's second rounded up (v9 headers round the export time up so that no flow ends
+    after sysUpTime; with the export second rounded down this underflowed by 49 days)."""
+    import math
+    import random
+    from datetime import UTC, datetime
+
+    from ipfix.session import ExportSession, SessionConfig
+
+    rng = random.Random(11)
+    start = 1_795_000_000_000 + rng.randrange(1000)
+    session = ExportSession(SessionConfig(format=fmt), start)
+    records, datagrams, now = [], [], start
+    for index in range(60):
+        began = now + rng.randrange(0, 400)
+        record = sample_record(index, client_port=30000 + index, start_ms=began,
+                               end_ms=began + rng.randrange(0, 3000))
+        now = record.end_ms + rng.randrange(0, 1500)
+        session.add(record, now)
+        datagrams += session.poll(now)
+        records.append(record)
+    datagrams += session.flush(now)
+    output = tmp_path / "flows.json"
+    config = tmp_path / "nfacctd.conf"
+    config.write_text("\n".join([
+        "daemonize: false", "nfacctd_ip: 127.0.0.1", f"nfacctd_port: {udp_port}",
+        "plugins: print",
+        "aggregate: src_host, dst_host, src_port, dst_port, proto, timestamp_start, "
+        "timestamp_end",
+        "timestamps_utc: true", "print_output: json", f"print_output_file: {output}",
+        "print_refresh_time: 1", ""]))
+    log = tmp_path / "nfacctd.log"
+    process = start_nfacctd(config, log)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for datagram in datagrams:
+                sock.sendto(datagram.payload, ("127.0.0.1", udp_port))
+                time.sleep(0.0005)
+        time.sleep(2.5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    rows = {row["port_src"]: row for row in map(json.loads, output.read_text().splitlines())}
+
+    def shown(ms: int) -> str:
+        if fmt is ExportFormat.NETFLOW9:
+            ms = math.ceil(ms / 1000) * 1000
+        moment = datetime.fromtimestamp(ms // 1000, UTC)
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{ms % 1000 * 1000:06d}"
+
+    assert len(rows) == len(records), log.read_text()
+    for record in records:
+        row = rows[record.client_port]
+        assert (row["timestamp_start"], row["timestamp_end"]) == (
+            shown(record.start_ms), shown(record.end_ms)), record.flow_id
