@@ -278,6 +278,49 @@ class Mitmdump:
         self.stop()
 
 
+class Capture:
+    """tshark capturing on loopback with a filter, nothing bound: what is on the wire."""
+
+    def __init__(self, path: Path, capture_filter: str) -> None:
+        self.path = path
+        self.process = subprocess.Popen(
+            ["tshark", "-i", "lo", "-f", capture_filter, "-F", "pcap", "-w", str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        started: list[str] = []
+        for line in self.process.stderr:  # "Capturing on 'Loopback: lo'" once it runs
+            started.append(line)
+            if "Capturing on" in line:
+                break
+        assert started and "Capturing on" in started[-1], "".join(started)
+
+    def stop(self) -> None:
+        """Stop after what is in flight was written (tshark flushes on SIGINT)."""
+        time.sleep(0.5)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def payloads(self, port: int) -> list[bytes]:
+        """The UDP payloads sent to `port`, in capture order."""
+        result = subprocess.run(["tshark", "-r", str(self.path), "-Y", f"udp.dstport=={port}",
+                                 "-T", "fields", "-e", "udp.payload"],
+                                capture_output=True, text=True, timeout=120, check=True)
+        return [bytes.fromhex(line.replace(":", "")) for line in result.stdout.split()]
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 class Receiver:
     """A UDP socket in the test process that decodes what arrives, strictly."""
 

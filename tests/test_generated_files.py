@@ -70,7 +70,17 @@ def test_libfds_elements_match_the_registry_and_parse() -> None:
     assert names["httpRequestQuery"] == ("3", "string")
     assert names["uploadedBytes"] == ("1", "unsigned64")
     assert len(names) == len(DEFAULT_REGISTRY.enterprise_elements())
-    ET.parse(ROOT / "deploy" / "ipfixcol2" / "startup.xml")  # well-formed
+    # NetFlow v9: ipfixcol2 reads field type 32768 + id as enterprise 4294967295, id
+    v9_path = ROOT / "deploy" / "ipfixcol2" / "flowexport-elements-netflow9.xml"
+    assert v9_path.read_text() == libfds_elements(DEFAULT_REGISTRY, netflow9=True)
+    v9_root = ET.fromstring(v9_path.read_text())
+    assert v9_root.findtext("scope/pen") == "4294967295"
+    v9_names = {e.findtext("name"): e.findtext("id") for e in v9_root.findall("element")}
+    assert {n: i for n, (i, _) in names.items()} == v9_names
+    startup = ET.parse(ROOT / "deploy" / "ipfixcol2" / "startup.xml")
+    # control characters dropped: v9 strings are NUL-padded (true prints the padding)
+    assert startup.findtext(".//nonPrintableChar") == "false"
+    assert sorted(p.text or "" for p in startup.iterfind(".//localPort")) == ["2055", "4739"]
 
 
 def test_registry_json_matches_and_covers_every_element() -> None:
