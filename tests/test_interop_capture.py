@@ -43,14 +43,15 @@ def exchange(proxy: Mitmdump, index: int) -> int:
 def test_every_record_is_on_the_wire_with_nothing_listening(tmp_path: Path) -> None:
     ipfix_port, v9_port = closed_udp_port(), closed_udp_port()
     capture_file = tmp_path / "capture.pcap"
-    with Capture(capture_file, f"udp port {ipfix_port} or udp port {v9_port}") as capture:
-        with Upstream() as upstream, Mitmdump(
-                tmp_path, "--mode", f"reverse:{upstream.url}", "--set", "keep_host_header=true",
-                "--set", f"flowexport_collectors=ipfix://127.0.0.1:{ipfix_port}",
-                "--set", f"flowexport_collectors=netflow9://127.0.0.1:{v9_port}") as proxy:
-            statuses = {index: exchange(proxy, index) for index in range(EXCHANGES)}
-            assert proxy.stop() == 0
-            log = proxy.log()
+    with (Capture(capture_file, f"udp port {ipfix_port} or udp port {v9_port}") as capture,
+          Upstream() as upstream,
+          Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                   "--set", "keep_host_header=true",
+                   "--set", f"flowexport_collectors=ipfix://127.0.0.1:{ipfix_port}",
+                   "--set", f"flowexport_collectors=netflow9://127.0.0.1:{v9_port}") as proxy):
+        statuses = {index: exchange(proxy, index) for index in range(EXCHANGES)}
+        assert proxy.stop() == 0  # exports what is left, then the capture stops
+        log = proxy.log()
     assert statuses[0] == 404 and statuses[1] == 200
     # both streams drew ICMP errors; they are counted apart, nothing counted as lost
     assert "collector refusals (ICMP)" in log and " 0 send errors" in log, log
