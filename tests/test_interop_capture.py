@@ -5,6 +5,7 @@ tshark (expert info: not one warning) and by libfixbuf's ipfixDump, neither ours
 from __future__ import annotations
 
 import http.client
+import itertools
 import shutil
 import socket
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_every_record_is_on_the_wire_with_nothing_listening(tmp_path: Path) -> N
     decoder = Decoder(strict_text=True)
     for port in (ipfix_port, v9_port):
         messages = [decoder.decode(p, port) for p in capture.payloads(port)]
-        for before, after in zip(messages, messages[1:], strict=False):
+        for before, after in itertools.pairwise(messages):
             step = before.data_record_count if before.version == 10 else 1
             assert after.sequence_number == before.sequence_number + step
     # RFC 5610 type records in the stream, read by tshark itself
