@@ -14,6 +14,7 @@ registering them in sys.modules, and dataclasses then cannot resolve strings.)
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from ipfix.facts import (
 )
 from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
-from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED
+from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
 from ipfix.session import SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -187,7 +188,14 @@ class FlowExport:
         add("flowexport_hash_key", str, "",
             "Key of the HMAC-SHA256 used for hashed cookies (set your own secret).")
         add("flowexport_redact_query", Sequence[str], list(DEFAULT_REDACTED),
-            "Query parameters whose values are replaced by REDACTED.")
+            "Sensitive parameter names: values of query (and Referer query) parameters "
+            "whose name, or a word of it, is one of these become REDACTED. Setting it "
+            "replaces the default list.")
+        add("flowexport_redact_query_add", Sequence[str], [],
+            "More sensitive parameter names, added to flowexport_redact_query.")
+        add("flowexport_redact_values", Sequence[str], [],
+            "Regular expressions of values to redact whatever the parameter's name "
+            "(JWTs always are).")
 
     def configure(self, updated: set[str]) -> None:
         if self.settings is not None and not any(
@@ -527,6 +535,13 @@ class FlowExport:
         if cookies not in COOKIE_MODES:
             raise exceptions.OptionsError(
                 f"flowexport_cookies: {cookies!r} is not one of {', '.join(COOKIE_MODES)}")
+        try:
+            redactor = Redactor([*options.flowexport_redact_query,
+                                 *options.flowexport_redact_query_add],
+                                options.flowexport_redact_values)
+        except re.error as exc:
+            raise exceptions.OptionsError(
+                f"flowexport_redact_values: {exc.pattern!r}: {exc}") from None
         flow_filter = None
         if options.flowexport_filter:
             try:
@@ -577,7 +592,7 @@ class FlowExport:
             sampling=options.flowexport_sampling, flow_filter=flow_filter,
             rules=RecordRules(
                 cookies=cookies, hash_key=options.flowexport_hash_key.encode(),
-                redact=frozenset(n.lower() for n in options.flowexport_redact_query),
+                redactor=redactor,
                 reverse_without_host=reverse and not options.keep_host_header),
             tcp_timeout_ms=options.tcp_timeout * 1000,
             # an option of mitmproxy's proxy server addon: absent where that is not loaded

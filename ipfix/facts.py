@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from .http import HttpFlowRecord
-from .privacy import cookie_value, redact_query
+from .privacy import Redactor, cookie_value, default_redactor
 
 # the optional C twin of record_from_facts for the common case; None: Python only
 native_build_record: Callable[[type[HttpFlowRecord], FlowFacts, bool, bool],
@@ -129,7 +129,7 @@ class RecordRules(msgspec.Struct, frozen=True):
 
     cookies: str = "off"
     hash_key: bytes = b""
-    redact: frozenset[str] = frozenset()
+    redactor: Redactor = msgspec.field(default_factory=default_redactor)
     reverse_without_host: bool = False
 
 
@@ -148,7 +148,9 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
                                     rules.cookies != "off")
         if built is not None:  # privacy rules stay here, in Python: one implementation
             if built.query:
-                built.query = redact_query(built.query, rules.redact)
+                built.query = rules.redactor.query(built.query)
+            if built.referrer:
+                built.referrer = rules.redactor.url(built.referrer)
             if built.cookie:
                 built.cookie = cookie_value(built.cookie, rules.cookies, rules.hash_key)
             return built
@@ -192,11 +194,13 @@ def python_record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRe
         target=target,
     )
     if query:
-        record.query = redact_query(query, rules.redact)
+        record.query = rules.redactor.query(query)
     record.version = _text(facts.http_version)
     cookie = found.pop("cookie", None)
     for attribute, value in found.items():  # user agent, content type, referrer, XFF
         setattr(record, attribute, _text(value))
+    if record.referrer:  # the previous page's URL: its query holds secrets as ours does
+        record.referrer = rules.redactor.url(record.referrer)
     if cookie is not None and rules.cookies != "off":
         record.cookie = cookie_value(_text(cookie), rules.cookies, rules.hash_key)
     if facts.sni:

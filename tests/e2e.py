@@ -337,6 +337,7 @@ class Receiver:
         self.sequences = SequenceTracker()
         # (sequence number, data records) of each message decoded in full
         self.messages: list[tuple[int, int]] = []
+        self.raw: list[bytes] = []  # every datagram as it arrived
 
     def drain(self) -> None:
         while True:
@@ -344,6 +345,7 @@ class Receiver:
                 data, peer = self.sock.recvfrom(65535)
             except BlockingIOError:
                 return
+            self.raw.append(data)
             message = self.decoder.decode(data, peer)
             self.sequences.observe(peer, message)
             self.skipped += len(message.skipped_sets)
