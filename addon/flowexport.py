@@ -25,7 +25,8 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Error
 from mitmproxy.proxy import mode_specs, server_hooks
 
-from ipfix.exporter import DEFAULT_COLLECTOR, CollectorSpec, Exporter, parse_collector
+from ipfix.destinations import DEFAULT_COLLECTOR, CollectorSpec, parse_collector
+from ipfix.exporter import Exporter
 from ipfix.facts import (
     END_ACTIVE_TIMEOUT,
     END_FORCED,
@@ -37,7 +38,7 @@ from ipfix.facts import (
     ms,
     record_from_facts,
 )
-from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HTTP_RECORDS, HttpFlowRecord
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
 from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
 from ipfix.session import SessionConfig
@@ -512,7 +513,7 @@ class FlowExport:
         settings = self.settings
         if settings is None:
             return
-        self.exporter = Exporter(settings.collectors, settings.session,
+        self.exporter = Exporter(settings.collectors, settings.session, [HTTP_RECORDS],
                                  queue_size=settings.queue_size)
         if self._task is not None:  # re-configured while running: start right away
             self._task = self.exporter.start()
@@ -577,7 +578,7 @@ class FlowExport:
                 netflow9_enterprise_fields=options.flowexport_netflow9_private_fields,
                 sampling_interval=options.flowexport_sampling)
             for spec in collectors:  # builds templates: refuses sizes and widths that cannot work
-                Exporter([spec], session)
+                Exporter([spec], session, [HTTP_RECORDS])
         except ValueError as exc:
             raise exceptions.OptionsError(f"flowexport: {exc}") from None
         reverse = any(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode)

@@ -23,7 +23,7 @@ import msgspec
 
 from .decoder import DecodedMessage, DecodedRecord, Decoder
 from .errors import DecodeError
-from .filewriter import read_messages
+from .filereader import read_messages
 from .ie import DEFAULT_ENTERPRISE_NUMBER, build_registry
 from .netflow9 import DEFAULT_PRIVATE_BASE
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable
 
 import msgspec
 
+from .datatypes import NATURAL_SIZE, VARIABLE_LENGTH, DataType
 from .errors import DecodeError
 from .ie import DEFAULT_REGISTRY, IANA, InformationElement, Registry
 from .message import (
@@ -32,7 +33,6 @@ from .netflow9 import (
     SCOPE_NAMES,
     TEMPLATE_FLOWSET_ID,
 )
-from .types import NATURAL_SIZE, VARIABLE_LENGTH, DataType
 
 Value = int | float | bool | str
 ValueDecoder = Callable[[bytes], Value]

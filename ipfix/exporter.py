@@ -18,20 +18,18 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 from typing import Any
 
 import msgspec
 
+from .destinations import CollectorKind, CollectorSpec
 from .errors import EncodeError
 from .filewriter import FILE_MAX_MESSAGE_SIZE, IpfixFileWriter
-from .http import HttpFlowRecord
 from .message import Datagram
-from .session import ExportFormat, ExportSession, SessionConfig
+from .session import ExportSession, RecordFormat, SessionConfig
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COLLECTOR = "127.0.0.1:4739"
 RESOLVE_RETRY_MS = 30_000
 LOG_INTERVAL_MS = 10_000  # at most one error line per collector in this time
 # A collector that refused (ICMP) counts as reachable again once sends span this long
@@ -48,64 +46,6 @@ WAKE_AT_RECORDS = 128  # a queue this long wakes the task at once; shorter ones 
 # Records encoded before the task lets the proxy run again: the loop is the proxy's, and a
 # whole batch (up to WAKE_AT_RECORDS and more) for IPFIX and v9 held it over 1 ms.
 SLICE_RECORDS = 32
-
-
-class CollectorKind(StrEnum):
-    IPFIX = "ipfix"
-    NETFLOW9 = "netflow9"
-    FILE = "file"
-
-
-class CollectorSpec(msgspec.Struct, frozen=True):
-    """Where one stream goes: `[ipfix://]HOST:PORT`, `netflow9://HOST:PORT` or `file:PATH`."""
-
-    kind: CollectorKind
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    @property
-    def format(self) -> ExportFormat:
-        return ExportFormat.NETFLOW9 if self.kind is CollectorKind.NETFLOW9 else ExportFormat.IPFIX
-
-    def __str__(self) -> str:
-        if self.kind is CollectorKind.FILE:
-            return f"file:{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.kind}://{host}:{self.port}"
-
-
-def parse_collector(text: str) -> CollectorSpec:
-    """Parse one collector entry; ValueError says what is wrong with it."""
-    entry = text.strip()
-    if entry.startswith("file:"):
-        path = entry[len("file:"):]
-        if not path:
-            raise ValueError(f"{text!r}: file: needs a path")
-        return CollectorSpec(CollectorKind.FILE, path=path)
-    kind = CollectorKind.IPFIX
-    scheme, sep, rest = entry.partition("://")
-    if sep:
-        try:
-            kind = CollectorKind(scheme.lower())
-        except ValueError:
-            raise ValueError(f"{text!r}: unknown scheme {scheme!r} "
-                             "(use ipfix://, netflow9:// or file:)") from None
-        if kind is CollectorKind.FILE:
-            raise ValueError(f"{text!r}: write files as file:PATH")
-        entry = rest
-    host, sep, port = entry.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"{text!r}: expected HOST:PORT")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ValueError(f"{text!r}: unclosed [ in IPv6 address")
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: put an IPv6 address in brackets, e.g. [::1]:4739")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r}: port must be 1-65535")
-    return CollectorSpec(kind, host, int(port))
 
 
 def now_ms() -> int:
@@ -131,11 +71,13 @@ class ExporterStatistics(msgspec.Struct, kw_only=True):
 class _Target:
     """One collector: its session and its socket (or file), and its health."""
 
-    def __init__(self, spec: CollectorSpec, config: SessionConfig, now: int) -> None:
+    def __init__(self, spec: CollectorSpec, config: SessionConfig,
+                 formats: Sequence[RecordFormat], now: int) -> None:
         self.spec = spec
         if spec.kind is CollectorKind.FILE:
             config = msgspec.structs.replace(config, max_message_size=FILE_MAX_MESSAGE_SIZE)
-        self.session = ExportSession(msgspec.structs.replace(config, format=spec.format), now)
+        self.session = ExportSession(msgspec.structs.replace(config, format=spec.format),
+                                     formats, now)
         self.sock: socket.socket | None = None
         self.writer: IpfixFileWriter | None = None
         self.resolve_after = 0
@@ -149,12 +91,14 @@ class _Target:
 
 
 class Exporter:
-    """Exports HttpFlowRecords to several collectors from one background task."""
+    """Exports flow records (of the given formats) to several collectors from one
+    background task."""
 
     def __init__(
         self,
         collectors: Sequence[CollectorSpec],
         config: SessionConfig,
+        formats: Sequence[RecordFormat],
         *,
         queue_size: int = 16_384,
         clock: Callable[[], int] = now_ms,
@@ -163,8 +107,8 @@ class Exporter:
             raise ValueError(f"queue size must be positive, not {queue_size}")
         self._clock = clock
         start = clock()
-        self._targets = [_Target(spec, config, start) for spec in collectors]
-        self._queue: deque[HttpFlowRecord] = deque()
+        self._targets = [_Target(spec, config, formats, start) for spec in collectors]
+        self._queue: deque[Any] = deque()
         self._queue_size = queue_size
         self.statistics = ExporterStatistics()
         self._wakeup: asyncio.Event | None = None
@@ -180,7 +124,7 @@ class Exporter:
 
     # -- producer side: called from hooks -------------------------------------------------
 
-    def submit(self, record: HttpFlowRecord) -> bool:
+    def submit(self, record: Any) -> bool:
         """Queue a record; False when the queue was full."""
         self.statistics.records += 1
         if self._closed:  # shutting down: no task any more, export right away
@@ -298,7 +242,7 @@ class Exporter:
             self._export_now(batch, now)
         return False
 
-    def _export_now(self, records: list[HttpFlowRecord], now: int | None = None, *,
+    def _export_now(self, records: list[Any], now: int | None = None, *,
                     release: bool = False) -> None:
         """Encode and send `records`; `release` closes sockets and files afterwards (a record
         that came after `close`)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .http import HttpFlowRecord
+from .http_record import HttpFlowRecord
 from .privacy import Redactor, cookie_value, default_redactor
 
 # the optional C twin of record_from_facts for the common case; None: Python only

@@ -7,12 +7,10 @@ UDP collector; tshark and Wireshark open it with `-r`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DecodeError
-from .message import IPFIX_HEADER, IPFIX_VERSION
+from .message import IPFIX_VERSION
 
 FILE_MAX_MESSAGE_SIZE = 0xFFFF  # no datagram limit in a file: use the largest message
 
@@ -45,23 +43,3 @@ class IpfixFileWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def read_messages(stream: BinaryIO) -> Iterator[bytes]:
-    """The messages of an IPFIX file, split by their header's length field."""
-    offset = 0
-    while True:
-        header = stream.read(IPFIX_HEADER.size)
-        if not header:
-            return
-        if len(header) < IPFIX_HEADER.size:
-            raise DecodeError("truncated message header at end of file", offset=offset)
-        version, length = int.from_bytes(header[:2], "big"), int.from_bytes(header[2:4], "big")
-        if version != IPFIX_VERSION or length < IPFIX_HEADER.size:
-            raise DecodeError(f"not an IPFIX message (version {version}, length {length})",
-                              offset=offset)
-        body = stream.read(length - IPFIX_HEADER.size)
-        if len(body) < length - IPFIX_HEADER.size:
-            raise DecodeError("truncated message at end of file", offset=offset)
-        offset += length
-        yield header + body

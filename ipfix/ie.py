@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 import msgspec
 
-from .types import NATURAL_SIZE, VARIABLE_LENGTH, DataType, Semantics, Units
+from .datatypes import NATURAL_SIZE, VARIABLE_LENGTH, DataType, Semantics, Units
 
 IANA = 0  # enterprise number of IANA-registered elements (RFC 7011 §3.2)
 # IANA lists 57011 as TR7 Siber Savunma AS; their ADC exports HTTP records with

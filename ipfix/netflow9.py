@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import struct
 
+from .datatypes import DataType, Semantics
 from .ie import IANA, InformationElement
 from .message import SET_HEADER, MessagePacker
 from .template import Template
-from .types import DataType, Semantics
 
 NETFLOW9_VERSION = 9
 NETFLOW9_HEADER = struct.Struct("!HHIIII")  # §5.1: version, count, sysUpTime, secs, seq, source id

@@ -10,20 +10,13 @@ can drive time by hand.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any, Protocol
 
 import msgspec
 
-from .http import (
-    DEFAULT_MAX_LENGTHS,
-    DEFAULT_V9_WIDTHS,
-    HttpFlowRecord,
-    HttpRecordEncoder,
-    ipfix_http_templates,
-    netflow9_http_templates,
-)
 from .ie import DEFAULT_ENTERPRISE_NUMBER, Registry, build_registry
 from .message import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -82,10 +75,10 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True):
     template_refresh_ms: int = 30_000
     template_refresh_messages: int = 100
     statistics_interval_ms: int = 60_000
-    max_lengths: Mapping[str, int] = msgspec.field(
-        default_factory=lambda: dict(DEFAULT_MAX_LENGTHS))
-    netflow9_widths: Mapping[str, int] = msgspec.field(
-        default_factory=lambda: dict(DEFAULT_V9_WIDTHS))
+    # per element name, over the record formats' own defaults: byte limits of IPFIX
+    # strings, and the fixed widths of NetFlow v9 strings
+    max_lengths: Mapping[str, int] = msgspec.field(default_factory=dict)
+    netflow9_widths: Mapping[str, int] = msgspec.field(default_factory=dict)
     netflow9_private_base: int = DEFAULT_PRIVATE_BASE
     netflow9_enterprise_fields: bool = True
     exporting_process_id: int = msgspec.field(default_factory=os.getpid)
@@ -105,22 +98,50 @@ def registry_for(enterprise_number: int) -> Registry:
     return build_registry(enterprise_number)
 
 
+class RecordEncoding(Protocol):
+    """One kind of flow record in one wire format: its data templates, and the encoder
+    that picks one of them for each record."""
+
+    @property
+    def templates(self) -> Sequence[Template]: ...
+
+    def encode(self, record: Any, budget: int) -> tuple[int, bytes]:
+        """(template id, data record of at most `budget` bytes); EncodeError if it cannot."""
+        ...
+
+
+class RecordFormat(Protocol):
+    """A kind of flow record (HTTP exchanges, ...): the session asks it for an encoding
+    for its wire format, so the framing knows nothing of what records say."""
+
+    @property
+    def record_type(self) -> type: ...
+
+    def encoding(self, registry: Registry, config: SessionConfig, *,
+                 netflow9_boot_time_ms: int | None,
+                 truncations: TruncationCounter) -> RecordEncoding: ...
+
+
 class ExportSession:
     """Builds the message stream for one collector."""
 
-    def __init__(self, config: SessionConfig, now_ms: int) -> None:
+    def __init__(self, config: SessionConfig, formats: Sequence[RecordFormat],
+                 now_ms: int) -> None:
         self.config = config
         self.registry = registry_for(config.enterprise_number)
         self.statistics = ExportStatistics()
         self.truncations = TruncationCounter()
         self._start_ms = now_ms
         self._packer: MessagePacker
-        self._options: list[tuple[Template, RecordEncoder]] = []
+        v9 = config.format is ExportFormat.NETFLOW9
+        boot = now_ms - now_ms % 1000  # see Netflow9Packer: sysUpTime on whole seconds
+        encodings = [f.encoding(self.registry, config, truncations=self.truncations,
+                                netflow9_boot_time_ms=boot if v9 else None) for f in formats]
+        self._encoders = {f.record_type: e.encode
+                          for f, e in zip(formats, encodings, strict=True)}
+        templates = [t for e in encodings for t in e.templates]
         if config.format is ExportFormat.IPFIX:
-            templates = ipfix_http_templates(self.registry)
             self._packer = IpfixPacker(config.max_message_size, config.observation_domain_id)
-            self.encoder = HttpRecordEncoder(
-                templates, max_lengths=config.max_lengths, truncations=self.truncations)
             option_templates = [type_info_template(self.registry),
                                 metering_statistics_template(self.registry),
                                 exporting_statistics_template(self.registry)]
@@ -130,16 +151,8 @@ class ExportSession:
                                     [ipfix_template_record(t) for t in option_templates]),
                                    (TEMPLATE_SET_ID, [ipfix_template_record(t) for t in templates])]
         else:
-            templates = netflow9_http_templates(
-                self.registry, config.netflow9_widths,
-                include_enterprise=config.netflow9_enterprise_fields)
-            boot = now_ms - now_ms % 1000  # see Netflow9Packer: sysUpTime on whole seconds
             self._packer = Netflow9Packer(config.max_message_size, config.observation_domain_id,
                                           boot_time_ms=boot)
-            self.encoder = HttpRecordEncoder(
-                templates, max_lengths=config.max_lengths, netflow9_boot_time_ms=boot,
-                netflow9_private_base=config.netflow9_private_base,
-                truncations=self.truncations)
             option_templates = [netflow9_statistics_template(self.registry)]
             if config.sampling_interval > 1:
                 option_templates.append(netflow9_sampling_template(self.registry))
@@ -149,6 +162,9 @@ class ExportSession:
                  [v9_template_record(t, base) for t in option_templates]),
                 (TEMPLATE_FLOWSET_ID, [v9_template_record(t, base) for t in templates])]
         self.templates = (*templates, *option_templates)
+        ids = [t.template_id for t in self.templates]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"template ids must differ, got {sorted(ids)}")
         self._option_encoders = {t.template_id: RecordEncoder(t) for t in option_templates}
         for _, records in self._template_sets:
             for record in records:
@@ -167,9 +183,9 @@ class ExportSession:
 
     # -- the data path -------------------------------------------------------------------
 
-    def add(self, record: HttpFlowRecord, now_ms: int) -> None:
+    def add(self, record: Any, now_ms: int) -> None:
         """Encode one flow record into the current message (EncodeError if it cannot be)."""
-        template_id, data = self.encoder.encode(record, self._budget)
+        template_id, data = self._encoders[type(record)](record, self._budget)
         if (now_ms >= self._templates_due_ms
                 or self._packer.closed_messages - self._closed_at_templates
                 >= self._refresh_messages):

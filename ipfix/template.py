@@ -16,9 +16,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import msgspec
 
-from .errors import EncodeError
-from .ie import InformationElement
-from .types import (
+from .datatypes import (
     NATURAL_SIZE,
     SIGNED_TYPES,
     TEXT_OR_OCTETS,
@@ -26,6 +24,8 @@ from .types import (
     VARIABLE_LENGTH,
     DataType,
 )
+from .errors import EncodeError
+from .ie import InformationElement
 
 try:  # the optional C encoder; without it the Python code below does the same work
     from . import _speedups

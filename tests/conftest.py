@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import pytest
 
 from ipfix.decoder import DecodedMessage, Decoder
-from ipfix.http import HttpFlowRecord
+from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord
 from ipfix.message import Datagram
 from ipfix.session import ExportFormat, ExportSession, SessionConfig
 
@@ -34,7 +34,7 @@ def sample_record(index: int = 0, **overrides: object) -> HttpFlowRecord:
 
 def run_session(records: Iterable[HttpFlowRecord], fmt: ExportFormat = ExportFormat.IPFIX,
                 **config: object) -> tuple[ExportSession, list[Datagram]]:
-    session = ExportSession(SessionConfig(format=fmt, **config), NOW_MS)  # type: ignore[arg-type]
+    session = ExportSession(SessionConfig(format=fmt, **config), [HTTP_RECORDS], NOW_MS)  # type: ignore[arg-type]
     datagrams = []
     for record in records:
         session.add(record, NOW_MS)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ipfix.fields import clickhouse_columns, clickhouse_schema, snake_case
+from ipfix.configs import clickhouse_columns, clickhouse_schema, snake_case
 from ipfix.ie import DEFAULT_REGISTRY
 from tests.conftest import decode_all, run_session, sample_record
 

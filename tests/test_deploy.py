@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import ruamel.yaml
 
-from ipfix.exporter import parse_collector
+from ipfix.destinations import parse_collector
 from tests.e2e import ADDON, Collector, Upstream, curl, free_port, wait_until
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

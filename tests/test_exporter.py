@@ -12,8 +12,10 @@ import pytest
 
 from ipfix import exporter as exporter_module
 from ipfix.decoder import Decoder
-from ipfix.exporter import CollectorKind, Exporter, parse_collector
-from ipfix.filewriter import read_messages
+from ipfix.destinations import CollectorKind, parse_collector
+from ipfix.exporter import Exporter
+from ipfix.filereader import read_messages
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import SessionConfig
 from tests.conftest import sample_record
 from tests.e2e import Receiver
@@ -35,7 +37,8 @@ def test_batches_reach_every_collector_without_loss(tmp_path: Path) -> None:
              parse_collector(f"netflow9://127.0.0.1:{v9.port}"), parse_collector(f"file:{path}")]
 
     async def scenario() -> Exporter:
-        exporter = Exporter(specs, SessionConfig(flush_interval_ms=20), queue_size=100_000)
+        exporter = Exporter(specs, SessionConfig(flush_interval_ms=20),
+                            [HTTP_RECORDS], queue_size=100_000)
         task = exporter.start()
         for index in range(3000):
             exporter.submit(sample_record(index))
@@ -75,7 +78,7 @@ def test_a_big_batch_lets_the_proxy_run_between_slices() -> None:
 
     async def scenario() -> tuple[Exporter, list[int]]:
         exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
-                            SessionConfig(flush_interval_ms=5), queue_size=10_000)
+                            SessionConfig(flush_interval_ms=5), [HTTP_RECORDS], queue_size=10_000)
         exporter.start()
         await asyncio.sleep(0.05)  # connected, templates out
         seen: list[int] = []
@@ -106,6 +109,7 @@ def test_full_queue_drops_and_counts_never_blocks() -> None:
     async def scenario() -> Exporter:
         exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
                             SessionConfig(flush_interval_ms=5, statistics_interval_ms=50),
+                            [HTTP_RECORDS],
                             queue_size=100)
         exporter.start()
         started = time.perf_counter()
@@ -141,7 +145,8 @@ def test_nothing_listening_every_datagram_still_leaves_and_refusals_are_counted(
 
     async def scenario() -> Exporter:
         exporter = Exporter([parse_collector(f"127.0.0.1:{port}")],
-                            SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000))
+                            SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000),
+                            [HTTP_RECORDS])
         exporter.start()
         for index in range(20):
             exporter.submit(sample_record(index))
@@ -176,7 +181,8 @@ def test_restarted_collector_decodes_again_soon_and_nothing_else_is_lost(
 
     async def scenario() -> tuple[Exporter, Receiver, int]:
         exporter = Exporter([parse_collector(f"127.0.0.1:{port}")],
-                            SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000))
+                            SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000),
+                            [HTTP_RECORDS])
         exporter.start()
         index = 0
 
@@ -226,7 +232,7 @@ def test_restarted_collector_decodes_again_soon_and_nothing_else_is_lost(
 def test_unresolvable_host_is_counted_not_raised() -> None:
     async def scenario() -> Exporter:
         exporter = Exporter([parse_collector("no-such-host.invalid:4739")],
-                            SessionConfig(flush_interval_ms=5))
+                            SessionConfig(flush_interval_ms=5), [HTTP_RECORDS])
         exporter.start()
         for index in range(5):
             exporter.submit(sample_record(index))
@@ -244,7 +250,8 @@ def test_after_close_records_go_out_synchronously() -> None:
     receiver = Receiver()
 
     async def scenario() -> Exporter:
-        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")], SessionConfig())
+        exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")], SessionConfig(),
+                            [HTTP_RECORDS])
         exporter.start()
         exporter.submit(sample_record(1))
         await asyncio.sleep(0.05)
@@ -268,7 +275,8 @@ def test_blackholed_collector_never_blocks_the_producer() -> None:
 
     async def scenario() -> tuple[Exporter, float]:
         exporter = Exporter([parse_collector(f"127.0.0.1:{hole.getsockname()[1]}")],
-                            SessionConfig(flush_interval_ms=1), queue_size=1_000_000)
+                            SessionConfig(flush_interval_ms=1),
+                            [HTTP_RECORDS], queue_size=1_000_000)
         exporter.start()
         slowest = 0.0
         for index in range(20_000):
@@ -293,7 +301,7 @@ def test_close_sends_the_final_statistics_without_errors() -> None:
 
     async def scenario() -> Exporter:
         exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
-                            SessionConfig(statistics_interval_ms=3_600_000))
+                            SessionConfig(statistics_interval_ms=3_600_000), [HTTP_RECORDS])
         exporter.start()
         for index in range(5):
             exporter.submit(sample_record(index))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipfix.fields import markdown_table, pmacct_primitives
+from ipfix.configs import markdown_table, pmacct_primitives
 from ipfix.ie import DEFAULT_REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ def test_pmacct_primitives_match_the_registry() -> None:
 
 
 def test_nfacctd_configs_match_the_registry() -> None:
-    from ipfix.fields import nfacctd_config
+    from ipfix.configs import nfacctd_config
 
     deploy = ROOT / "deploy" / "pmacct"
     assert (deploy / "nfacctd-ipfix.conf").read_text() == nfacctd_config(DEFAULT_REGISTRY)
@@ -37,7 +37,7 @@ def test_nfacctd_configs_match_the_registry() -> None:
 def test_goflow2_mapping_matches_the_registry_and_is_consistent() -> None:
     import ruamel.yaml
 
-    from ipfix.fields import goflow2_mapping
+    from ipfix.configs import goflow2_mapping
 
     path = ROOT / "deploy" / "goflow2" / "mapping.yaml"
     assert path.read_text() == goflow2_mapping(DEFAULT_REGISTRY)
@@ -59,7 +59,7 @@ def test_goflow2_mapping_matches_the_registry_and_is_consistent() -> None:
 def test_libfds_elements_match_the_registry_and_parse() -> None:
     import xml.etree.ElementTree as ET
 
-    from ipfix.fields import libfds_elements
+    from ipfix.configs import libfds_elements
 
     path = ROOT / "deploy" / "ipfixcol2" / "flowexport-elements.xml"
     assert path.read_text() == libfds_elements(DEFAULT_REGISTRY)
@@ -86,7 +86,7 @@ def test_libfds_elements_match_the_registry_and_parse() -> None:
 def test_registry_json_matches_and_covers_every_element() -> None:
     import json
 
-    from ipfix.fields import registry_json
+    from ipfix.configs import registry_json
 
     path = ROOT / "deploy" / "elements.json"
     assert path.read_text() == registry_json(DEFAULT_REGISTRY)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipfix.http import DEFAULT_MAX_LENGTHS
+from ipfix.http_record import DEFAULT_MAX_LENGTHS
 from tests.e2e import Mitmdump, Receiver, Upstream, wait_until
 
 

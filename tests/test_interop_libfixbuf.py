@@ -11,12 +11,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ipfix.exporter import Exporter, parse_collector
-from ipfix.http import DEFAULT_MAX_LENGTHS, HTTP_FIELDS, HttpFlowRecord
+from ipfix.datatypes import DataType
+from ipfix.destinations import parse_collector
+from ipfix.exporter import Exporter
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, HTTP_FIELDS, HTTP_RECORDS, HttpFlowRecord
 from ipfix.ie import DEFAULT_REGISTRY
 from ipfix.session import SessionConfig
 from ipfix.template import utf8_prefix
-from ipfix.types import DataType
 from tests.conftest import sample_record
 from tests.libfixbuf import DumpedRecord, dump_time, ipfix_dump
 
@@ -83,7 +84,7 @@ def test_ipfixdump_names_and_types_every_field_of_our_file(tmp_path: Path) -> No
             for r in RECORDS]
 
     async def export() -> None:
-        exporter = Exporter([parse_collector(f"file:{path}")], SessionConfig())
+        exporter = Exporter([parse_collector(f"file:{path}")], SessionConfig(), [HTTP_RECORDS])
         exporter.start()
         for record in sent:
             exporter.submit(record)
@@ -108,7 +109,7 @@ def test_without_the_range_elements_ipfixdump_ignores_the_type_records(
     path = tmp_path / "flows.ipfix"
 
     async def export() -> None:
-        exporter = Exporter([parse_collector(f"file:{path}")], SessionConfig())
+        exporter = Exporter([parse_collector(f"file:{path}")], SessionConfig(), [HTTP_RECORDS])
         exporter.start()
         exporter.submit(RECORDS[0])
         await asyncio.sleep(0.05)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
 from tests.e2e import wait_until
@@ -91,7 +92,7 @@ def test_nfdump_rebuilds_netflow9_times_to_the_millisecond(tmp_path: Path, udp_p
 
     rng = random.Random(5)
     start = 1_795_000_000_000 + rng.randrange(1000)  # the session starts mid-second
-    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), start)
+    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), [HTTP_RECORDS], start)
     records, datagrams = [], []
     now = start
     for index in range(300):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ipfix.fields import snake_case
+from ipfix.configs import snake_case
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
 
@@ -173,7 +174,7 @@ def test_nfacctd_times_over_many_records(tmp_path: Path, udp_port: int, fmt: Exp
 
     rng = random.Random(11)
     start = 1_795_000_000_000 + rng.randrange(1000)
-    session = ExportSession(SessionConfig(format=fmt), start)
+    session = ExportSession(SessionConfig(format=fmt), [HTTP_RECORDS], start)
     records, datagrams, now = [], [], start
     for index in range(60):
         began = now + rng.randrange(0, 400)

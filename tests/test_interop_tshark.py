@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from ipfix.filewriter import FILE_MAX_MESSAGE_SIZE, IpfixFileWriter
-from ipfix.http import DEFAULT_MAX_LENGTHS, HttpFlowRecord
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, HttpFlowRecord
 from ipfix.session import ExportFormat
 from ipfix.template import utf8_prefix
 from tests.conftest import NOW_MS, run_session, sample_record

@@ -17,7 +17,7 @@ from ipfix.facts import (
     python_record_from_facts,
     record_from_facts,
 )
-from ipfix.http import HttpFlowRecord
+from ipfix.http_record import HttpFlowRecord
 from ipfix.privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
 
 pytestmark = pytest.mark.skipif(facts_module.native_build_record is None,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ipfix.decoder import Decoder
 from ipfix.errors import DecodeError
-from ipfix.http import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HTTP_FIELDS, HttpFlowRecord
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HTTP_FIELDS, HttpFlowRecord
 from ipfix.ie import DEFAULT_REGISTRY as REG
 from ipfix.session import ExportFormat
 from ipfix.template import utf8_prefix

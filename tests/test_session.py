@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipfix.decoder import Decoder
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.options import (
     EXPORTING_STATISTICS_TEMPLATE_ID,
     METERING_STATISTICS_TEMPLATE_ID,
@@ -69,6 +70,7 @@ def test_collector_learns_unknown_enterprise_elements_from_type_records() -> Non
 def test_templates_refresh_on_timer_and_after_n_messages() -> None:
     session = ExportSession(SessionConfig(template_refresh_ms=10_000,
                                           template_refresh_messages=5, flush_interval_ms=1),
+                            [HTTP_RECORDS],
                             NOW_MS)
     now = NOW_MS
     with_templates = []
@@ -89,7 +91,7 @@ def test_templates_refresh_on_timer_and_after_n_messages() -> None:
 
 
 def test_templates_again_on_request() -> None:
-    session = ExportSession(SessionConfig(), NOW_MS)
+    session = ExportSession(SessionConfig(), [HTTP_RECORDS], NOW_MS)
     session.flush(NOW_MS)
     session.request_templates()
     session.add(sample_record(), NOW_MS + 1)
@@ -115,7 +117,7 @@ def test_netflow9_sequence_counts_packets_and_count_counts_records() -> None:
 
 
 def test_flush_interval_bounds_latency() -> None:
-    session = ExportSession(SessionConfig(flush_interval_ms=200), NOW_MS)
+    session = ExportSession(SessionConfig(flush_interval_ms=200), [HTTP_RECORDS], NOW_MS)
     session.poll(NOW_MS)  # the initial templates wait for the flush too
     assert session.next_deadline() == NOW_MS + 200
     assert session.poll(NOW_MS + 199) == []
@@ -126,6 +128,7 @@ def test_flush_interval_bounds_latency() -> None:
 
 def test_statistics_records_report_totals_and_drops() -> None:
     session = ExportSession(SessionConfig(statistics_interval_ms=1_000, flush_interval_ms=1),
+                            [HTTP_RECORDS],
                             NOW_MS)
     for index in range(5):
         session.add(sample_record(index), NOW_MS)
@@ -202,12 +205,12 @@ def test_bad_config_is_refused(bad: dict[str, int]) -> None:
 
 def test_message_too_small_for_templates_is_refused() -> None:
     with pytest.raises(ValueError, match="too small"):
-        ExportSession(SessionConfig(max_message_size=150), NOW_MS)
+        ExportSession(SessionConfig(max_message_size=150), [HTTP_RECORDS], NOW_MS)
 
 
 def test_clock_jumps_and_stalls_keep_sequence_numbers_right() -> None:
     """Wall-clock steps back and forth, and long stalls, change timers, never the counting."""
-    session = ExportSession(SessionConfig(flush_interval_ms=10), NOW_MS)
+    session = ExportSession(SessionConfig(flush_interval_ms=10), [HTTP_RECORDS], NOW_MS)
     datagrams = []
     times = [NOW_MS, NOW_MS + 5, NOW_MS - 3_600_000, NOW_MS - 3_599_990, NOW_MS + 86_400_000,
              NOW_MS + 86_400_001, 0, 5, NOW_MS]
@@ -250,7 +253,7 @@ def test_netflow9_times_come_out_exact_the_way_collectors_rebuild_them(
     """ipfixcol2, nfdump and goflow2 compute unix_secs * 1000 - sysUpTime + FIRST_SWITCHED
     (likewise LAST_SWITCHED): that must be the record's own millisecond, whatever the
     sub-second parts of the session's start and of the export time."""
-    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), start)
+    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), [HTTP_RECORDS], start)
     decoder = Decoder()
     expected = []
     for index, (began, lasted, exported) in enumerate(offsets):

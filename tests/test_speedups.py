@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ipfix import _speedups, template
 from ipfix.errors import EncodeError
-from ipfix.http import DEFAULT_MAX_LENGTHS, ipfix_http_templates, netflow9_http_templates
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, ipfix_http_templates, netflow9_http_templates
 from ipfix.ie import DEFAULT_REGISTRY
 from ipfix.template import RecordEncoder
 
@@ -77,7 +77,7 @@ def test_v9_uptimes_from_c_match_the_python_values(start: int, end: int, client:
                                                    private_fields: bool) -> None:
     """The C encoder computes FIRST/LAST_SWITCHED itself (max(ms - boot, 0) mod 2^32);
     out-of-range times fall back to Python, which raises or encodes the same."""
-    from ipfix.http import HttpRecordEncoder
+    from ipfix.http_record import HttpRecordEncoder
     from tests.conftest import sample_record
 
     templates = netflow9_http_templates(DEFAULT_REGISTRY, include_enterprise=private_fields)

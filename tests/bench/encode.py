@@ -21,7 +21,7 @@ from unittest import mock
 import msgspec
 
 from ipfix import template
-from ipfix.http import HttpFlowRecord
+from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord
 from ipfix.session import ExportFormat, ExportSession, SessionConfig
 
 HOSTS = [
@@ -129,11 +129,11 @@ def main() -> None:
         # (encoders made without the C module get no C plan)
         with (contextlib.nullcontext() if native
               else mock.patch.object(template, "_speedups", None)):
-            session = ExportSession(SessionConfig(format=fmt), now)
-        encoder, budget = session.encoder, session._packer.record_budget
+            session = ExportSession(SessionConfig(format=fmt), [HTTP_RECORDS], now)
+        encode_one, budget = session._encoders[HttpFlowRecord], session._packer.record_budget
 
         def run() -> None:
-            encode = encoder.encode
+            encode = encode_one
             for record in records:
                 encode(record, budget)
 
@@ -141,7 +141,7 @@ def main() -> None:
 
     def make_session_run(fmt: ExportFormat) -> Callable[[], None]:
         def run() -> None:
-            session = ExportSession(SessionConfig(format=fmt), now)
+            session = ExportSession(SessionConfig(format=fmt), [HTTP_RECORDS], now)
             add = session.add
             for record in records:
                 add(record, now)

@@ -28,7 +28,9 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from ipfix.exporter import Exporter, parse_collector
+from ipfix.destinations import parse_collector
+from ipfix.exporter import Exporter
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import SessionConfig
 from tests.bench.encode import record_mix
 
@@ -88,7 +90,7 @@ def rate(seconds: float) -> int:
     port = parent_port.recv()
     errors_before = udp_errors()
     sent_sequences: list[int] = []
-    exporter = Exporter([parse_collector(f"127.0.0.1:{port}")], SessionConfig(),
+    exporter = Exporter([parse_collector(f"127.0.0.1:{port}")], SessionConfig(), [HTTP_RECORDS],
                         queue_size=1_000_000)
     original = exporter._send
 
@@ -128,7 +130,7 @@ def memory(count: int) -> int:
     records = record_mix(1000)
 
     async def run() -> Exporter:
-        exporter = Exporter([parse_collector(f"127.0.0.1:{dead}")], SessionConfig())
+        exporter = Exporter([parse_collector(f"127.0.0.1:{dead}")], SessionConfig(), [HTTP_RECORDS])
         exporter.start()
         for index in range(count):
             exporter.submit(records[index % 1000])

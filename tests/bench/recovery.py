@@ -14,7 +14,9 @@ import socket
 import time
 
 from ipfix.decoder import Decoder
-from ipfix.exporter import Exporter, parse_collector
+from ipfix.destinations import parse_collector
+from ipfix.exporter import Exporter
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import SessionConfig
 from tests.conftest import sample_record
 
@@ -25,7 +27,8 @@ async def run(rounds: int) -> None:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         exporter = Exporter([parse_collector(f"127.0.0.1:{port}")],
-                            SessionConfig(flush_interval_ms=200))  # default refresh: 30 s
+                            SessionConfig(flush_interval_ms=200),
+                            [HTTP_RECORDS])  # default refresh: 30 s
         exporter.start()
         index = 0
         down_until = time.monotonic() + 3

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 
 import msgspec
 
+from .datatypes import VARIABLE_LENGTH
 from .errors import EncodeError
 from .ie import InformationElement, Registry
 from .netflow9 import DEFAULT_PRIVATE_BASE, FIRST_SWITCHED, LAST_SWITCHED, v9_field_type
+from .session import SessionConfig
 from .template import (
     RecordEncoder,
     Template,
@@ -27,7 +29,6 @@ from .template import (
     native_encode,
     plan_with_uptimes,
 )
-from .types import VARIABLE_LENGTH
 
 FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
 
@@ -287,3 +288,27 @@ class HttpRecordEncoder:
         # sysUpTime-relative; a flow that began before the exporter started begins at 0
         return (max(record.start_ms - boot, 0) & 0xFFFFFFFF,
                 max(record.end_ms - boot, 0) & 0xFFFFFFFF, *fields)
+
+
+class HttpRecordFormat:
+    """HTTP exchanges as a kind of flow record, for ExportSession."""
+
+    record_type = HttpFlowRecord
+
+    def encoding(self, registry: Registry, config: SessionConfig, *,
+                 netflow9_boot_time_ms: int | None,
+                 truncations: TruncationCounter) -> HttpRecordEncoder:
+        max_lengths = {**DEFAULT_MAX_LENGTHS, **config.max_lengths}
+        if netflow9_boot_time_ms is None:
+            return HttpRecordEncoder(ipfix_http_templates(registry), max_lengths=max_lengths,
+                                     truncations=truncations)
+        templates = netflow9_http_templates(
+            registry, {**DEFAULT_V9_WIDTHS, **config.netflow9_widths},
+            include_enterprise=config.netflow9_enterprise_fields)
+        return HttpRecordEncoder(templates, max_lengths=max_lengths,
+                                 netflow9_boot_time_ms=netflow9_boot_time_ms,
+                                 netflow9_private_base=config.netflow9_private_base,
+                                 truncations=truncations)
+
+
+HTTP_RECORDS = HttpRecordFormat()
