@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml setup.py ipfix/_speedups.c ipfix/_facts.c
+$(STAMP): pyproject.toml setup.py ipfix/_speedups.c
 	@interp=$$(tools/find-python) && echo "using $$interp" && $$interp -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

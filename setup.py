@@ -1,8 +1,6 @@
-"""The optional C parts, built where a compiler exists, else skipped: the data-record encoder
-(ipfix/_speedups.c) and the record builder (ipfix/_facts.c). The Python code they mirror does
-the same work without them."""
+"""The optional C part, built where a compiler exists, else skipped: the data-record
+encoder (ipfix/_speedups.c). The Python code it mirrors does the same work without it."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("ipfix._speedups", ["ipfix/_speedups.c"], optional=True),
-                   Extension("ipfix._facts", ["ipfix/_facts.c"], optional=True)])
+setup(ext_modules=[Extension("ipfix._speedups", ["ipfix/_speedups.c"], optional=True)])

@@ -36,8 +36,9 @@ FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
 class HttpFlowRecord(msgspec.Struct, gc=False):
     """One HTTP exchange (or one interval of a long-lived one), ready to encode.
 
-    Build it with keywords; it takes positional arguments only for the C builder
-    (ipfix/_facts.c), which fills every field in this order.
+    Its field order is the templates' (HTTP_FIELDS), so encoding reads it with one
+    `astuple`; the record builder passes all fields positionally, in this order, since
+    CPython hands more than 15 keyword arguments over in a dict.
     """
 
     flow_id: int = 0

@@ -227,34 +227,37 @@ def test_bodies_streamed_past_our_counter_are_sized_and_said(tmp_path: Path, ups
     assert records["/big"]["downloadedBytes"] == 250000
     assert records["/echo"]["uploadedBytes"] == 5000
     assert records["/big"]["responderOctets"] > 250000  # the head counts too
-    assert "streamed past" in log
+    assert "streamed where flowexport was not counting" in log
 
 
-def test_a_streaming_addon_before_ours_turns_response_counting_on(
+def test_count_streams_counts_what_another_addon_streams(
         tmp_path: Path, upstream: Upstream, collector: Collector) -> None:
-    """Without stream_large_bodies the addon does not listen to responseheaders (mitmproxy
-    would call it for every response). The first response another addon streams is sized
-    from Content-Length and turns it on: the second is counted as it passes, which shows
-    as interim records while it lasts."""
+    """Without stream_large_bodies the stream counter is not registered (mitmproxy would
+    call its hooks for every request): a response another addon streams is sized from
+    Content-Length, in one record. With flowexport_count_streams it is counted as it
+    passes, which shows as interim records while it lasts."""
     streamer = tmp_path / "early_streamer.py"
     streamer.write_text(LATE_STREAMER)
-    with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
-                  "--set", f"flowexport_collectors={collector.address}",
-                  "--set", "flowexport_active_timeout_s=1",
-                  script=streamer, scripts=(ADDON,)) as proxy:
-        for _ in range(2):
+    for count_streams in (False, True):
+        with Mitmdump(tmp_path, "--mode", f"reverse:{upstream.url}",
+                      "--set", f"flowexport_collectors={collector.address}",
+                      "--set", "flowexport_active_timeout_s=1",
+                      "--set", f"flowexport_count_streams={str(count_streams).lower()}",
+                      script=streamer, scripts=(ADDON,)) as proxy:
             assert len(curl(f"{proxy.url}/drip?n=5&ms=600").stdout) == 5000
-        collector.wait_for(2, where=lambda r: r["flowEndReason"] == 3)
-        log = proxy.log()
-    first, second = sorted({r["flowId"]: r["flowStartMilliseconds"]
-                            for r in collector.records}.items(), key=lambda i: i[1])
-    by_flow = {flow: [r for r in collector.records if r["flowId"] == flow]
-               for flow, _ in (first, second)}
-    assert [r["flowEndReason"] for r in by_flow[first[0]]] == [3]  # uncounted: one record
-    assert sum(r["downloadedBytes"] for r in by_flow[first[0]]) == 5000
-    assert 2 in {r["flowEndReason"] for r in by_flow[second[0]]}  # counted: interim ones
-    assert sum(r["downloadedBytes"] for r in by_flow[second[0]]) == 5000
-    assert log.count("streamed past") == 1
+            finals = collector.wait_for(1 + count_streams,
+                                        where=lambda r: r["flowEndReason"] == 3)
+            log = proxy.log()
+        flow = finals[-1]["flowId"]
+        records = [r for r in collector.records if r["flowId"] == flow]
+        assert sum(r["downloadedBytes"] for r in records) == 5000
+        reasons = [r["flowEndReason"] for r in records]
+        if count_streams:
+            assert 2 in reasons  # counted as it passed: interim records
+            assert "not counting" not in log
+        else:
+            assert reasons == [3]  # sized from Content-Length at the end
+            assert log.count("streamed where flowexport was not counting") == 1
 
 
 KILLER = """
@@ -335,7 +338,7 @@ def test_signals_lose_no_finished_record(tmp_path: Path, upstream: Upstream,
     proxy.stop(sig)
     records = collector.wait_for(50, timeout=10)
     assert sorted(r["httpRequestTarget"] for r in records) == sorted(f"/n{i}" for i in range(50))
-    assert "flowexport: 50 records, 50 exported" in proxy.log()
+    assert "flowexport: 50 records, 50 sent" in proxy.log()
 
 
 def test_bad_options_are_refused_with_the_value(tmp_path: Path) -> None:

@@ -1,33 +1,18 @@
-"""The addon's pure parts with mitmproxy's own test flows and test context."""
+"""The addon's glue with mitmproxy's own test flows and test context: options, hooks,
+the hand-over to the exporter."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import flowexport as fx
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.addons import proxyserver
-from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow
 
-ADDON = Path(__file__).resolve().parent.parent / "addon" / "flowexport.py"
-
-
-def load_addon() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("flowexport_under_test", ADDON)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fx: Any = load_addon()
+from mitmflows.termination import Termination
 
 
 def configured(**options: object) -> tuple[Any, Any]:
@@ -35,84 +20,6 @@ def configured(**options: object) -> tuple[Any, Any]:
     context = taddons.context(addon)
     context.configure(addon, **options)
     return addon, context
-
-
-def test_record_from_flow_maps_every_field() -> None:
-    addon, context = configured(flowexport_cookies="hashed", flowexport_hash_key="k")
-    with context:
-        flow = tflow.tflow(resp=True)
-        flow.request.path = "/p/a?token=t&x=1"
-        flow.request.headers["User-Agent"] = "ua"
-        flow.request.headers["Cookie"] = "sid=abc"
-        flow.request.headers["X-Forwarded-For"] = "198.51.100.1"
-        flow.request.headers["Content-Type"] = "application/json"
-        assert flow.response is not None
-        flow.response.headers["Content-Type"] = "text/plain"
-        flow.client_conn.peername = ("::ffff:192.0.2.1", 5555)
-        flow.client_conn.sockname = ("192.0.2.2", 8080)
-        flow.server_conn.peername = ("198.51.100.9", 80)
-        flow.client_conn.sni = "sni.test"
-        flow.client_conn.tls_version = "TLSv1.3"
-        record = fx.record_from_flow(flow, addon.settings, 1_800_000_000_000)
-    assert record.client_address == "192.0.2.1"  # IPv4-mapped unwrapped
-    assert (record.client_port, record.proxy_port) == (5555, 8080)
-    assert (record.upstream_address, record.upstream_port) == ("198.51.100.9", 80)
-    assert record.method == "GET" and record.target == "/p/a"
-    assert record.query == "token=REDACTED&x=1"
-    assert record.host == "address"  # tflow sends no Host header: the request's host
-    assert record.user_agent == "ua" and record.content_type == "application/json"
-    assert record.response_content_type == "text/plain"
-    assert record.x_forwarded_for == "198.51.100.1"
-    assert record.cookie.startswith("sid=") and "abc" not in record.cookie
-    assert record.status_code == 200 and record.reason == "OK"
-    assert record.uploaded_bytes == len(flow.request.raw_content or b"")
-    assert record.downloaded_bytes == len(flow.response.raw_content or b"")
-    assert record.octets == record.initiator_octets + record.responder_octets
-    assert record.tls_server_name == "sni.test" and record.tls_version == "TLSv1.3"
-    assert record.flow_id == int(flow.id.replace("-", "")[:16], 16)
-
-
-def test_invalid_utf8_headers_are_replaced_not_raised() -> None:
-    addon, context = configured()
-    with context:
-        flow = tflow.tflow(resp=True)
-        flow.request.headers.fields = ((b"User-Agent", b"\xff\xfeagent"), (b"Host", b"h\xc3"))
-        record = fx.record_from_flow(flow, addon.settings, 0)
-    assert record.user_agent == "\ufffd\ufffdagent"
-    assert record.host == "h\ufffd"
-
-
-def test_control_characters_are_replaced_tabs_kept() -> None:
-    addon, context = configured()
-    with context:
-        flow = tflow.tflow(resp=True)
-        flow.request.headers.fields = ((b"User-Agent", b"a\x00b\r\nc\td\x7f"),)
-        record = fx.record_from_flow(flow, addon.settings, 0)
-    assert record.user_agent == "a\ufffdb\ufffd\ufffdc\td\ufffd"
-
-
-@pytest.mark.parametrize(("message", "code"), [
-    (Error.KILLED_MESSAGE, 5),
-    ("Request body exceeds mitmproxy's body_size_limit.", 6),
-    ("Response body exceeds mitmproxy's body_size_limit.", 5),
-    ("Received bad header from client, refusing to prevent request smuggling attacks.", 6),
-    ("Client disconnected.", 1),
-])
-def test_termination_from_error_text(message: str, code: int) -> None:
-    flow = tflow.tflow(resp=False)
-    assert fx.termination_of(flow, Error(message), 0, 600_000) == code
-
-
-def test_termination_connect_failed_and_upstream_timeout() -> None:
-    flow = tflow.tflow(resp=False)
-    flow.server_conn.peername = None
-    assert fx.termination_of(flow, Error("Connection refused"), 0, 600_000) == 2
-    flow = tflow.tflow(resp=False)
-    assert flow.request.timestamp_end is not None
-    started = int(flow.request.timestamp_end * 1000)
-    assert fx.termination_of(flow, Error("Client disconnected."), started + 600_000,
-                             600_000) == 3
-    assert fx.termination_of(flow, Error("Client disconnected."), started + 10, 600_000) == 1
 
 
 @pytest.mark.parametrize(("option", "value", "quoted"), [
@@ -146,38 +53,40 @@ def test_options_are_parsed_once_into_settings() -> None:
     assert settings.sampling == settings.session.sampling_interval == 5  # announced too
 
 
-@pytest.mark.parametrize("side", ["request", "response"])
-def test_header_hooks_are_bound_only_while_bodies_can_be_streamed(side: str) -> None:
-    """mitmproxy calls a bound hook for every request even when it does nothing; without
-    stream_large_bodies there is nothing to count until a streamed body shows up."""
+def test_the_stream_counter_runs_only_while_bodies_can_be_streamed() -> None:
+    """mitmproxy calls every hook an addon has for every request, even one with nothing to
+    do: the counter's two hooks are registered only while bodies can be streamed."""
     addon = fx.FlowExport()
-    hooks = ("requestheaders", "responseheaders")
-    table: dict[str, Any] = {name: getattr(addon, name) for name in hooks}
-    addon.hook_table = table
     with taddons.context(addon, proxyserver.Proxyserver()) as context:
+        addons = context.master.addons
         context.configure(addon)
-        assert not set(hooks) & set(table)
+        assert addon._streams not in addons.chain
         context.configure(addon, stream_large_bodies="1m")
-        assert all(table[name] == getattr(addon, name) for name in hooks)
+        assert addons.chain[-1] is addon._streams  # after the others: sees their streams
         context.configure(addon, stream_large_bodies=None)
-        assert not set(hooks) & set(table)
-        streamed = tflow.tflow(resp=True)  # streamed by an addon before ours: uncounted
+        assert addon._streams not in addons.chain
+        context.configure(addon, flowexport_count_streams=True)
+        assert addon._streams in addons.chain
+        addon.done()
+        assert addon._streams not in addons.chain
+
+
+@pytest.mark.parametrize("side", ["request", "response"])
+def test_a_body_streamed_where_nothing_counted_is_sized_from_content_length(side: str) -> None:
+    addon, context = configured()
+    with context:
+        streamed = tflow.tflow(resp=True)  # an addon set .stream; no counter registered
         message = streamed.request if side == "request" else streamed.response
         assert message is not None
         message.stream = True
         message.data.content = None
         message.headers["content-length"] = "12345"
         addon.response(streamed)
-        hook = f"{side}headers"
-        assert table[hook] == getattr(addon, hook)  # from now on, counted
-        other = next(name for name in hooks if name != hook)
-        assert other not in table  # the other side has not been seen streaming
         assert addon.exporter.queued == 1
         record = addon.exporter._queue[0]
         counted = record.uploaded_bytes if side == "request" else record.downloaded_bytes
         assert counted == 12345
-        context.configure(addon, flowexport_sampling=1)
-        assert hook in table  # stays, once streams were seen
+        addon.exporter.shutdown()
 
 
 def test_a_failed_connect_is_recorded_once_with_or_without_a_flow() -> None:
@@ -202,7 +111,7 @@ def test_a_failed_connect_is_recorded_once_with_or_without_a_flow() -> None:
         addon.client_disconnected(eager)
         assert exporter.queued == 2
         record = exporter._queue[1]
-        assert record.termination_state == fx.Termination.UPSTREAM_CONNECT_FAILED
+        assert record.termination_state == Termination.UPSTREAM_CONNECT_FAILED
         assert record.method == ""
         late = tf.tclient_conn()  # a client still connected at shutdown: flushed then
         addon.server_connect_error(server_hooks.ServerConnectionHookData(
@@ -220,7 +129,7 @@ def test_a_counted_request_and_an_uncounted_streamed_response_both_have_their_by
         response = flow.response
         assert response is not None
         flow.request.stream = True
-        addon.requestheaders(flow)  # our counter wraps the request stream
+        addon._streams.requestheaders(flow)  # our counter wraps the request stream
         assert callable(flow.request.stream)
         flow.request.stream(b"x" * 300)
         flow.request.data.content = None
@@ -264,7 +173,7 @@ def test_every_hook_of_the_addon_is_bound_at_module_level() -> None:
     on_class = {name for name in names if callable(getattr(fx.FlowExport, name, None))}
     on_module = {name for name in names if callable(getattr(fx, name, None))}
     assert on_class == on_module
-    assert {"requestheaders", "response", "error", "load", "configure"} <= on_module
+    assert {"response", "error", "load", "configure", "done"} <= on_module
     assert not hasattr(fx, "addons")
     assert all(getattr(fx, name).__self__ is fx._addon for name in on_module)
 

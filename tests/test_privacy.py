@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfix.privacy import (
+from mitmflows.privacy import (
     DEFAULT_REDACTED,
     REDACTED,
     Redactor,

@@ -1,0 +1,44 @@
+"""mitmproxy's values as records carry them: float seconds as epoch milliseconds, flow
+UUIDs as 64-bit flow ids, peer tuples as (host, port)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+
+def ms(timestamp: float | None) -> int:
+    """Milliseconds from a proxy's float seconds; 0 (not exported as a time) for none."""
+    return int(timestamp * 1000) if timestamp else 0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def flow_id_of(uuid: str) -> int:
+    """flowId from a proxy's UUID: its first 64 bits, so every record of one flow (interim,
+    final) and of one connection carries the same id."""
+    return int(uuid.replace("-", "")[:16], 16)
+
+
+@functools.lru_cache(maxsize=4096)
+def endpoint(address: Any) -> tuple[str, int]:
+    """(host, port) with IPv4-mapped IPv6 unwrapped and any zone id dropped. Cached: every
+    exchange on a connection has the same addresses."""
+    if not address:
+        return "", 0
+    host, port = address[0], address[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host.partition("%")[0], port
+
+
+def endpoints(client: Any, proxy: Any) -> tuple[str, int, str, int]:
+    """Client and proxy (host, port): a missing address is the zero address of the other
+    side's family, so a record always has a template."""
+    client_host, client_port = endpoint(client)
+    proxy_host, proxy_port = endpoint(proxy)
+    return (client_host or "0.0.0.0", client_port,
+            proxy_host or ("::" if ":" in client_host else "0.0.0.0"), proxy_port)

@@ -1,0 +1,193 @@
+"""flowexport's mitmproxy options: declared in `load`, parsed once per change in
+`configure` into `Settings`, since reading `ctx.options` deep-copies a value each time.
+
+A bad value raises OptionsError quoting it, which stops mitmdump at start.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mitmproxy import exceptions, flowfilter
+from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy import mode_specs
+
+from ipfix.destinations import DEFAULT_COLLECTOR, CollectorSpec, parse_collector
+from ipfix.exporter import Exporter
+from ipfix.http_record import HTTP_RECORDS
+from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
+from ipfix.session import SessionConfig
+
+from .facts import RecordRules
+from .privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
+
+logger = logging.getLogger(__name__)
+
+# mitmproxy options that change what flowexport does
+MITMPROXY_OPTIONS = frozenset(("tcp_timeout", "mode", "keep_host_header", "stream_large_bodies"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option, parsed and checked."""
+
+    collectors: tuple[CollectorSpec, ...]
+    session: SessionConfig
+    queue_size: int
+    active_timeout_ms: int
+    sampling: int
+    flow_filter: flowfilter.TFilter | None
+    rules: RecordRules
+    tcp_timeout_ms: int
+    count_streams: bool  # bodies may be streamed: count them as they pass
+
+    @property
+    def every_flow(self) -> bool:
+        """No sampling and no filter: every flow becomes a record."""
+        return self.sampling == 1 and self.flow_filter is None
+
+
+def declare(loader: Loader) -> None:
+    add = loader.add_option
+    add("flowexport_collectors", Sequence[str], [DEFAULT_COLLECTOR],
+        "Where to export: HOST:PORT or ipfix://HOST:PORT (IPFIX over UDP), "
+        "netflow9://HOST:PORT (NetFlow v9 over UDP), file:PATH (an IPFIX file). "
+        "IPv6 hosts in brackets. Repeat for several.")
+    add("flowexport_observation_domain_id", int, 1,
+        "IPFIX observation domain id (NetFlow v9 source id); distinct per proxy process.")
+    add("flowexport_enterprise_number", int, DEFAULT_ENTERPRISE_NUMBER,
+        "Enterprise number of the HTTP elements that IANA does not define.")
+    add("flowexport_max_datagram", int, 1400, "Largest datagram sent, in bytes.")
+    add("flowexport_flush_interval_ms", int, 200,
+        "Longest a record waits for a datagram to fill up.")
+    add("flowexport_queue_size", int, 16384,
+        "Records waiting for export; beyond this they are dropped and counted.")
+    add("flowexport_template_refresh_s", int, 30, "Re-send templates this often.")
+    add("flowexport_template_refresh_messages", int, 100,
+        "Also re-send templates after this many messages.")
+    add("flowexport_statistics_interval_s", int, 60,
+        "Log a statistics line and export statistics records this often.")
+    add("flowexport_active_timeout_s", int, 60,
+        "Export interim records of WebSocket and streamed exchanges this often.")
+    add("flowexport_filter", str, "",
+        "mitmproxy filter expression: export only the flows it matches.")
+    add("flowexport_sampling", int, 1, "Export one flow in N (1: every flow).")
+    add("flowexport_max_lengths", Sequence[str], [],
+        "Per-field limits in bytes, as ELEMENT=N (e.g. httpRequestTarget=2048).")
+    add("flowexport_netflow9_widths", Sequence[str], [],
+        "Fixed NetFlow v9 string widths, as ELEMENT=N (e.g. httpRequestHost=96).")
+    add("flowexport_netflow9_private_fields", bool, True,
+        "Send our enterprise elements in NetFlow v9 as field types 32768+id "
+        "(some decoders misread types above 32767).")
+    add("flowexport_netflow9_private_base", int, 32768,
+        "NetFlow v9 field type of enterprise element 0.")
+    add("flowexport_count_streams", bool, False,
+        "Count streamed bodies as they pass also without stream_large_bodies (for addons "
+        "that set .stream themselves); costs two hook calls per request.")
+    add("flowexport_cookies", str, "off", "Cookie export: off, names, hashed or full.")
+    add("flowexport_hash_key", str, "",
+        "Key of the HMAC-SHA256 used for hashed cookies (set your own secret).")
+    add("flowexport_redact_query", Sequence[str], list(DEFAULT_REDACTED),
+        "Sensitive parameter names: values of query (and Referer query) parameters "
+        "whose name, or a word of it, is one of these become REDACTED. Setting it "
+        "replaces the default list.")
+    add("flowexport_redact_query_add", Sequence[str], [],
+        "More sensitive parameter names, added to flowexport_redact_query.")
+    add("flowexport_redact_values", Sequence[str], [],
+        "Regular expressions of values to redact whatever the parameter's name "
+        "(JWTs always are).")
+
+
+def concerns_us(updated: set[str]) -> bool:
+    return any(name.startswith("flowexport_") or name in MITMPROXY_OPTIONS
+               for name in updated)
+
+
+# options whose values must be at least 1
+_POSITIVE = ("flowexport_max_datagram", "flowexport_flush_interval_ms",
+             "flowexport_queue_size", "flowexport_template_refresh_s",
+             "flowexport_template_refresh_messages", "flowexport_statistics_interval_s",
+             "flowexport_active_timeout_s", "flowexport_sampling")
+
+
+def parse(options: Any) -> Settings:
+    """Settings from mitmproxy's options; OptionsError quoting the first bad value."""
+    try:
+        collectors = tuple(parse_collector(c) for c in options.flowexport_collectors)
+    except ValueError as exc:
+        raise exceptions.OptionsError(f"flowexport_collectors: {exc}") from None
+    if not collectors:
+        raise exceptions.OptionsError("flowexport_collectors: give at least one collector")
+    cookies = options.flowexport_cookies
+    if cookies not in COOKIE_MODES:
+        raise exceptions.OptionsError(
+            f"flowexport_cookies: {cookies!r} is not one of {', '.join(COOKIE_MODES)}")
+    try:
+        redactor = Redactor([*options.flowexport_redact_query,
+                             *options.flowexport_redact_query_add],
+                            options.flowexport_redact_values)
+    except re.error as exc:
+        raise exceptions.OptionsError(
+            f"flowexport_redact_values: {exc.pattern!r}: {exc}") from None
+    flow_filter = None
+    if options.flowexport_filter:
+        try:
+            flow_filter = flowfilter.parse(options.flowexport_filter)
+        except ValueError as exc:
+            raise exceptions.OptionsError(
+                f"flowexport_filter: {options.flowexport_filter!r}: {exc}") from None
+    for name in _POSITIVE:
+        if getattr(options, name) < 1:
+            raise exceptions.OptionsError(f"{name}: {getattr(options, name)!r} must be at least 1")
+    try:
+        session = SessionConfig(
+            observation_domain_id=options.flowexport_observation_domain_id,
+            enterprise_number=options.flowexport_enterprise_number,
+            max_message_size=options.flowexport_max_datagram,
+            flush_interval_ms=options.flowexport_flush_interval_ms,
+            template_refresh_ms=options.flowexport_template_refresh_s * 1000,
+            template_refresh_messages=options.flowexport_template_refresh_messages,
+            statistics_interval_ms=options.flowexport_statistics_interval_s * 1000,
+            max_lengths=name_values("flowexport_max_lengths", options.flowexport_max_lengths),
+            netflow9_widths=name_values("flowexport_netflow9_widths",
+                                        options.flowexport_netflow9_widths),
+            netflow9_private_base=options.flowexport_netflow9_private_base,
+            netflow9_enterprise_fields=options.flowexport_netflow9_private_fields,
+            sampling_interval=options.flowexport_sampling)
+        for spec in collectors:  # builds templates: refuses sizes and widths that cannot work
+            Exporter([spec], session, [HTTP_RECORDS])
+    except ValueError as exc:
+        raise exceptions.OptionsError(f"flowexport: {exc}") from None
+    reverse = any(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode)
+                  for m in options.mode)
+    if reverse and not options.keep_host_header:
+        logger.info("flowexport: reverse mode rewrites Host before addons see it; "
+                    "httpRequestHost shows the TLS SNI if there is one, else the upstream. "
+                    "Set keep_host_header=true to export the Host the client sent.")
+    return Settings(
+        collectors=collectors, session=session, queue_size=options.flowexport_queue_size,
+        active_timeout_ms=options.flowexport_active_timeout_s * 1000,
+        sampling=options.flowexport_sampling, flow_filter=flow_filter,
+        rules=RecordRules(cookies=cookies, hash_key=options.flowexport_hash_key.encode(),
+                          redactor=redactor, reverse_without_host=reverse
+                          and not options.keep_host_header),
+        tcp_timeout_ms=options.tcp_timeout * 1000,
+        # stream_large_bodies is an option of mitmproxy's proxy server addon: absent where
+        # that is not loaded
+        count_streams=bool(options.flowexport_count_streams
+                           or getattr(options, "stream_large_bodies", None)))
+
+
+def name_values(option: str, entries: Sequence[str]) -> dict[str, int]:
+    """ELEMENT=N entries as a dict; OptionsError for anything else."""
+    out = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep or not value.strip().isdigit() or int(value) <= 0:
+            raise exceptions.OptionsError(f"{option}: expected ELEMENT=N, got {entry!r}")
+        out[name.strip()] = int(value)
+    return out
