@@ -17,19 +17,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	tools/system-deps
-	$(PY) -m ruff check ipfix addon tests tools
+	$(PY) -m ruff check ipfix addon tests tools benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # every benchmark, one after the other (about 30 minutes; needs wrk and valgrind)
 bench: $(STAMP)
 	tools/system-deps --bench
-	$(PY) -m tests.bench.encode
-	$(PY) -m tests.bench.export_path rate --seconds 30
-	$(PY) -m tests.bench.export_path memory --records 1000000
-	$(PY) -m tests.bench.recovery
-	$(PY) -m tests.bench.proxy
-	$(PY) -m tests.bench.instructions
+	$(PY) -m benchmarks.encode
+	$(PY) -m benchmarks.export_path rate --seconds 30
+	$(PY) -m benchmarks.export_path memory --records 1000000
+	$(PY) -m benchmarks.recovery
+	$(PY) -m benchmarks.proxy
+	$(PY) -m benchmarks.instructions
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -17,7 +17,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -101,17 +101,17 @@ class Exporter:
         formats: Sequence[RecordFormat],
         *,
         queue_size: int = 16_384,
-        clock: Callable[[], int] = now_ms,
     ) -> None:
         if queue_size <= 0:
             raise ValueError(f"queue size must be positive, not {queue_size}")
-        self._clock = clock
-        start = clock()
+        self._clock = now_ms
+        start = now_ms()
         self._targets = [_Target(spec, config, formats, start) for spec in collectors]
         self._queue: deque[Any] = deque()
         self._queue_size = queue_size
         self.statistics = ExporterStatistics()
         self._wakeup: asyncio.Event | None = None
+        self._passed: asyncio.Event | None = None  # set after each pass of the task
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch_timer: asyncio.TimerHandle | None = None
         # records wait this long in the queue at most, then the message they join waits
@@ -159,6 +159,7 @@ class Exporter:
     def start(self) -> asyncio.Task[None]:
         """Start the background task on the running loop; the caller keeps the reference."""
         self._wakeup = asyncio.Event()
+        self._passed = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self._queue:  # records queued before the loop ran
             self._wakeup.set()
@@ -194,6 +195,16 @@ class Exporter:
     def queued(self) -> int:
         return len(self._queue)
 
+    async def wait_sent(self) -> None:
+        """Until every record submitted so far has been sent, or counted as not sent
+        (each one waits for its message's flush interval)."""
+        assert self._wakeup is not None and self._passed is not None, "start() first"
+        while self._queue or any(t.session.holds_records for t in self._targets):
+            self._passed.clear()
+            if self._queue:
+                self._wakeup.set()  # the flush deadline wakes the task by itself
+            await self._passed.wait()
+
     # -- the background task --------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -222,6 +233,8 @@ class Exporter:
                 # the task count lets a soak test see leaks of tasks anywhere in the process
                 logger.info(f"{self.statistics_line()}, {len(asyncio.all_tasks())} tasks")
             self._wakeup.clear()
+            if self._passed is not None:
+                self._passed.set()
             deadline = min([t.session.next_deadline() for t in self._targets] + [self._next_log])
             delay = max(deadline - self._clock(), 0) / 1000
             with contextlib.suppress(TimeoutError):

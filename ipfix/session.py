@@ -222,6 +222,11 @@ class ExportSession:
         due = min(self._templates_due_ms, self._statistics_due_ms)
         return due if self._flush_due_ms is None else min(due, self._flush_due_ms)
 
+    @property
+    def holds_records(self) -> bool:
+        """Records wait for the flush deadline (or for `poll` to hand them out)."""
+        return self._flush_due_ms is not None or bool(self._ready)
+
     def request_templates(self) -> None:
         """Send templates with the next message (a new socket: a new stream to collectors)."""
         self._templates_due_ms = 0

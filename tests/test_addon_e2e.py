@@ -26,7 +26,8 @@ from tests.e2e import (
     websocket_session,
 )
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from ipfix.configs import clickhouse_columns, clickhouse_schema, snake_case
 from ipfix.ie import DEFAULT_REGISTRY
 from tests.conftest import decode_all, run_session, sample_record
 
+pytestmark = pytest.mark.slow  # embedded ClickHouse: run by .ci/run, not by -m 'not slow'
+
 chdb_session = pytest.importorskip("chdb.session")
 
 SCHEMA = Path(__file__).resolve().parent.parent / "deploy" / "clickhouse" / "schema.sql"

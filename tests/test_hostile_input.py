@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from ipfix.http_record import DEFAULT_MAX_LENGTHS
 from tests.e2e import Mitmdump, Receiver, Upstream, wait_until
 
+pytestmark = pytest.mark.slow  # real processes: run by .ci/run, not by -m 'not slow'
+
 
 def exchange(port: int, raw: bytes) -> bytes:
     """Send a raw request on its own connection; return what came back (maybe nothing)."""

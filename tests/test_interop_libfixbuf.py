@@ -21,7 +21,7 @@ from ipfix.template import utf8_prefix
 from tests.conftest import sample_record
 from tests.libfixbuf import DumpedRecord, dump_time, ipfix_dump
 
-pytestmark = [pytest.mark.interop,
+pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("ipfixDump") is None,
                                  reason="libfixbuf-tools (ipfixDump) not installed")]
 
@@ -88,7 +88,7 @@ def test_ipfixdump_names_and_types_every_field_of_our_file(tmp_path: Path) -> No
         exporter.start()
         for record in sent:
             exporter.submit(record)
-        await asyncio.sleep(0.3)
+        await exporter.wait_sent()
         exporter.close()
 
     asyncio.run(export())
@@ -112,7 +112,7 @@ def test_without_the_range_elements_ipfixdump_ignores_the_type_records(
         exporter = Exporter([parse_collector(f"file:{path}")], SessionConfig(), [HTTP_RECORDS])
         exporter.start()
         exporter.submit(RECORDS[0])
-        await asyncio.sleep(0.05)
+        await exporter.wait_sent()
         exporter.close()
 
     asyncio.run(export())

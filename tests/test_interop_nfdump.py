@@ -20,7 +20,7 @@ from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
 from tests.e2e import wait_until
 
-pytestmark = [pytest.mark.interop,
+pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("nfcapd") is None, reason="nfdump not installed")]
 
 RECORDS = [

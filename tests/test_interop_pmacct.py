@@ -17,7 +17,7 @@ from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
 
-pytestmark = [pytest.mark.interop,
+pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("nfacctd") is None, reason="pmacct not installed")]
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "pmacct"

@@ -24,7 +24,7 @@ from ipfix.template import utf8_prefix
 from tests.conftest import NOW_MS, run_session, sample_record
 from tests.pcap import write_pcap
 
-pytestmark = [pytest.mark.interop,
+pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")]
 
 RECORDS = [

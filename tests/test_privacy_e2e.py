@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from tests.e2e import Mitmdump, Receiver, Upstream, wait_until
 from tests.test_privacy import JWT, sensitive_name
 
+pytestmark = pytest.mark.slow  # real processes: run by .ci/run, not by -m 'not slow'
+
 SECRET = st.text("ABCDEFGHJKMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789-_",
                  min_size=12, max_size=24)
 

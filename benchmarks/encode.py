@@ -1,6 +1,6 @@
 """Encoding cost: IPFIX (and v9) records/s beside msgspec JSON for the same records.
 
-    make bench            # or: .venv/bin/python -m tests.bench.encode
+    make bench            # or: .venv/bin/python -m benchmarks.encode
 
 Runs the variants interleaved, several rounds, and prints medians and the
 ratio (IPFIX time per record / JSON time per record). Target: <= 2.0.

@@ -1,6 +1,6 @@
 """Soak: mitmdump with the addon under steady load for minutes, sampling its resources.
 
-    .venv/bin/python -m tests.bench.soak --minutes 10
+    .venv/bin/python -m benchmarks.soak --minutes 10
 
 Every `--every` seconds it records mitmdump's RSS, open file descriptors, sockets and the
 task count from the addon's statistics line, while wrk keeps 20 connections busy
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.proxy import MITMDUMP, ROOT, Helper, free_port
+from benchmarks.proxy import MITMDUMP, ROOT, Helper, free_port
 
 
 def sample(pid: int) -> tuple[float, int, int]:

@@ -1,13 +1,13 @@
 """Instructions per request inside mitmdump, with and without the exporter (callgrind).
 
-    .venv/bin/python -m tests.bench.instructions                  # about 8 minutes
-    .venv/bin/python -m tests.bench.instructions --requests 500 --variants empty,two
+    .venv/bin/python -m benchmarks.instructions                  # about 8 minutes
+    .venv/bin/python -m benchmarks.instructions --requests 500 --variants empty,two
 
 Throughput on a shared machine drifts by 1-3% between runs, as much as the exporter
-costs, so small changes cannot be told apart by `tests.bench.proxy` alone. Counting the
+costs, so small changes cannot be told apart by `benchmarks.proxy` alone. Counting the
 instructions mitmdump executes per request does not drift: the same work gives the same
 count within a fraction of a percent (the A/A pair `empty`/`empty-b` shows how close).
-Each variant's mitmdump (the same variants and sinks as `tests.bench.proxy`) runs under
+Each variant's mitmdump (the same variants and sinks as `benchmarks.proxy`) runs under
 valgrind's callgrind; after a warm-up the counters are zeroed, a fixed number of requests
 goes through on 10 keep-alive connections, and after a second (so the exporter's batch
 has run) the counters are read.
@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.bench.proxy import Helper, start_mitmdump, stop
+from benchmarks.proxy import Helper, start_mitmdump, stop
 
 CONNECTIONS = 10
 FLUSH_MS = 10_000

@@ -1,7 +1,7 @@
 """The export path alone, no proxy: sustained rate with zero loss, and memory with a dead collector.
 
-    .venv/bin/python -m tests.bench.export_path rate --seconds 30
-    .venv/bin/python -m tests.bench.export_path memory --records 1000000
+    .venv/bin/python -m benchmarks.export_path rate --seconds 30
+    .venv/bin/python -m benchmarks.export_path memory --records 1000000
 
 `rate`: the exporter (this process, core 0) pushes records as fast as it can for N
 seconds to a receiver process on core 1 that only reads datagrams and keeps their IPFIX
@@ -28,11 +28,11 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from benchmarks.encode import record_mix
 from ipfix.destinations import parse_collector
 from ipfix.exporter import Exporter
 from ipfix.http_record import HTTP_RECORDS
 from ipfix.session import SessionConfig
-from tests.bench.encode import record_mix
 
 
 def udp_errors() -> tuple[int, int]:

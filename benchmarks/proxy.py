@@ -1,7 +1,7 @@
 """Proxy throughput and latency with and without the exporter, measured side by side.
 
-    .venv/bin/python -m tests.bench.proxy                 # 4 epochs x 3 rounds x 4 s per variant
-    .venv/bin/python -m tests.bench.proxy --epochs 2 --variants empty,ipfix
+    .venv/bin/python -m benchmarks.proxy                 # 4 epochs x 3 rounds x 4 s per variant
+    .venv/bin/python -m benchmarks.proxy --epochs 2 --variants empty,ipfix
 
 One mitmdump per variant (reverse mode, `-q`), pinned to core 0; the upstream, the UDP
 sinks that stand in for collectors, and wrk (one thread, 20 keep-alive connections)
@@ -45,7 +45,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -98,7 +98,7 @@ class Helper:
 
     def __init__(self, role: str) -> None:
         self.process = subprocess.Popen(
-            ["taskset", "-c", "1", sys.executable, "-m", "tests.bench.proxy", role],
+            ["taskset", "-c", "1", sys.executable, "-m", "benchmarks.proxy", role],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())

@@ -1,6 +1,6 @@
 """How long a restarted collector waits before it decodes records again.
 
-    .venv/bin/python -m tests.bench.recovery
+    .venv/bin/python -m benchmarks.recovery
 
 An exporter sends 200 records/s to a UDP port. The collector is down for 3 s (nothing
 listens: ICMP port unreachable), then comes back knowing no templates. Prints the time
