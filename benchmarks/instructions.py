@@ -114,7 +114,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=512, help="counted, per variant")
     parser.add_argument("--warmup", type=int, default=128)
-    parser.add_argument("--variants", default="empty,empty-b,ipfix,netflow9,two")
+    parser.add_argument("--variants", default="empty,empty-b,ipfix,netflow9,two,flowlines,"
+                                               "hardump,savestream,jsonudp")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the callgrind dumps here (for callgrind_annotate)")
     args = parser.parse_args()

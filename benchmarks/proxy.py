@@ -17,6 +17,13 @@ before and after each (E v1 E v2 E ... E):
     two       IPFIX and NetFlow v9 to two sinks at once
     dead      IPFIX to a port where nothing listens (ICMP port unreachable)
 
+and what users would otherwise use to log every request (each beside the empty script):
+
+    flowlines  mitmdump's own flow lines (no -q), written to /dev/null
+    hardump    --set hardump=FILE: a HAR file of every flow, written at exit
+    savestream --set save_stream_file=FILE: mitmproxy's own flow file
+    jsonudp    benchmarks/json_udp_addon.py: one msgspec JSON line per flow over UDP
+
 Why this shape: on a shared machine the load of other tenants drifts over minutes, so
 each ratio is a variant against the mean of the empty-script runs just before and just
 after it: a drift that is steady over those seconds cancels out. And
@@ -128,6 +135,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# What a user would run instead of flowexport to log every request: mitmdump's own flow
+# lines (to /dev/null), a HAR file written at exit, mitmproxy's flow file, and a naive
+# addon sending one JSON line per flow over UDP.
+ALTERNATIVES = ("flowlines", "hardump", "savestream", "jsonudp")
+
+
 def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: str,
                    empty_script: Path, *, launcher: Sequence[str] = ("taskset", "-c", "0"),
                    timeout_s: float = 30, options: Sequence[str] = ()
@@ -135,10 +148,20 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
     """mitmdump for `variant`, started by `launcher` (taskset, or valgrind), and its port;
     `options` (NAME=VALUE) go to the addon's variants."""
     port = free_port()
-    command = [*launcher, str(MITMDUMP), "-q", "--listen-host", "127.0.0.1",
+    quiet = [] if variant == "flowlines" else ["-q"]  # flowlines: mitmdump's own lines
+    command = [*launcher, str(MITMDUMP), *quiet, "--listen-host", "127.0.0.1",
                "-p", str(port), "--mode", f"reverse:http://127.0.0.1:{upstream}",
                "--set", f"confdir={confdir}"]
-    if variant.startswith("empty"):
+    if variant in ALTERNATIVES:  # what users would otherwise use, beside the empty script
+        command += ["-s", str(empty_script)]
+        if variant == "hardump":
+            command += ["--set", f"hardump={Path(confdir) / 'flows.har'}"]
+        elif variant == "savestream":
+            command += ["--set", f"save_stream_file={Path(confdir) / 'flows.mitm'}"]
+        elif variant == "jsonudp":
+            command += ["-s", str(ROOT / "benchmarks" / "json_udp_addon.py"),
+                        "--set", f"json_udp_target=127.0.0.1:{sinks[0].port}"]
+    elif variant.startswith("empty"):
         command += ["-s", str(empty_script)]
     elif variant != "none":
         command += ["-s", str(ROOT / "addon" / "flowexport.py")]
