@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test quick bench clean
 
 $(STAMP): pyproject.toml setup.py ipfix/_speedups.c
 	@interp=$$(tools/find-python) && echo "using $$interp" && $$interp -m venv $(VENV)
@@ -15,11 +15,17 @@ $(STAMP): pyproject.toml setup.py ipfix/_speedups.c
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
+# everything; then the unit tests again on the pure-Python code (no C building blocks)
 test: $(STAMP)
 	tools/system-deps
 	$(PY) -m ruff check ipfix addon tests tools benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+	FLOWEXPORT_PURE_PYTHON=1 $(PY) -m pytest -q -m "not slow"
+
+# the unit tests alone (about 30 s)
+quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # every benchmark, one after the other (about 30 minutes; needs wrk and valgrind)
 bench: $(STAMP)

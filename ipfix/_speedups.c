@@ -1,5 +1,9 @@
 /*
- * Optional C encoder for the common data-record shape: unsigned integers, IP addresses
+ * Optional C building blocks, each the twin of a Python reference that the tests run
+ * beside it (tests/test_speedups.py): the data-record encoder below, and `scan_headers`
+ * and `safe_text` (ipfix/text.py) at the end. No business rule lives here.
+ *
+ * The encoder handles the common data-record shape: unsigned integers, IP addresses
  * given as text, and strings (variable-length, or fixed-width and NUL-padded).
  *
  * It does one thing the pure-Python RecordEncoder does too, only faster: the Python
@@ -271,14 +275,132 @@ fallback:
     Py_RETURN_NONE;
 }
 
+/*
+ * scan_headers(fields, names) -> (values, size): one pass over HTTP header fields, a tuple
+ * of (name, value) bytes pairs. values[i] is the first value whose name equals names[i]
+ * (lower-case bytes) ignoring ASCII case, or None; size is the block's size as HTTP/1.1
+ * text (name, ": ", value, CRLF each). None for anything else than bytes pairs: the
+ * Python reference (ipfix.text) answers then.
+ */
+#define MAX_NAMES 16
+
+static PyObject *scan_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyTuple_Check(args[0]) || !PyTuple_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "scan_headers(fields: tuple, names: tuple)");
+        return NULL;
+    }
+    PyObject *fields = args[0], *names = args[1];
+    Py_ssize_t name_count = PyTuple_GET_SIZE(names);
+    if (name_count > MAX_NAMES) {
+        PyErr_SetString(PyExc_ValueError, "too many header names");
+        return NULL;
+    }
+    const char *wanted[MAX_NAMES];
+    Py_ssize_t wanted_size[MAX_NAMES];
+    PyObject *found[MAX_NAMES];
+    for (Py_ssize_t i = 0; i < name_count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyBytes_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "header names must be bytes");
+            return NULL;
+        }
+        wanted[i] = PyBytes_AS_STRING(name);
+        wanted_size[i] = PyBytes_GET_SIZE(name);
+        found[i] = NULL;
+    }
+    Py_ssize_t size = 0, missing = name_count;
+    Py_ssize_t count = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *pair = PyTuple_GET_ITEM(fields, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_RETURN_NONE;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyBytes_Check(name) || !PyBytes_Check(value)) {
+            Py_RETURN_NONE;
+        }
+        Py_ssize_t name_size = PyBytes_GET_SIZE(name);
+        size += name_size + PyBytes_GET_SIZE(value) + 4;
+        if (!missing) {
+            continue;
+        }
+        const char *text = PyBytes_AS_STRING(name);
+        for (Py_ssize_t i = 0; i < name_count; i++) {
+            if (found[i] != NULL || wanted_size[i] != name_size) {
+                continue;
+            }
+            Py_ssize_t j = 0;
+            while (j < name_size) {
+                unsigned char c = (unsigned char)text[j];
+                if (c >= 'A' && c <= 'Z') {
+                    c += 'a' - 'A';
+                }
+                if (c != (unsigned char)wanted[i][j]) {
+                    break;
+                }
+                j++;
+            }
+            if (j == name_size) {
+                found[i] = value;
+                missing--;
+                break;
+            }
+        }
+    }
+    PyObject *values = PyTuple_New(name_count);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < name_count; i++) {
+        PyObject *value = found[i] != NULL ? found[i] : Py_None;
+        Py_INCREF(value);
+        PyTuple_SET_ITEM(values, i, value);
+    }
+    return Py_BuildValue("(Nn)", values, size);
+}
+
+/*
+ * safe_text(data) -> str or None: UTF-8 bytes as text a collector can show, for the two
+ * usual cases: printable ASCII (and tabs), or UTF-8 without ASCII control characters
+ * (invalid sequences become U+FFFD). None when a control character must be replaced: the
+ * Python reference (ipfix.text) does that.
+ */
+static PyObject *safe_text(PyObject *self, PyObject *data) {
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "safe_text(data: bytes)");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            ascii = 0;
+        } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (ascii) {
+        return PyUnicode_DecodeASCII((const char *)p, size, "strict");
+    }
+    return PyUnicode_DecodeUTF8((const char *)p, size, "replace");
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
      "encode(values, plan, base=0) -> (record, strings cut) or None for the Python path."},
+    {"scan_headers", (PyCFunction)(void (*)(void))scan_headers, METH_FASTCALL,
+     "scan_headers(fields, names) -> (first value of each name or None, HTTP/1.1 size)"
+     " or None for the Python path."},
+    {"safe_text", safe_text, METH_O,
+     "safe_text(data) -> text a collector can show, or None for the Python path."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_speedups", "Optional C encoder for IPFIX data records.", -1,
+    PyModuleDef_HEAD_INIT, "_speedups",
+    "Optional C building blocks: the IPFIX data-record encoder, a header scan, safe text.", -1,
     methods,
 };
 

@@ -26,11 +26,7 @@ from .datatypes import (
 )
 from .errors import EncodeError
 from .ie import InformationElement
-
-try:  # the optional C encoder; without it the Python code below does the same work
-    from . import _speedups
-except ImportError:  # pragma: no cover - no compiler where this was installed
-    _speedups = None  # type: ignore[assignment]
+from .native import speedups as _speedups
 
 
 def native_encoder_available() -> bool:
@@ -318,7 +314,7 @@ class RecordEncoder:
     def encode(self, values: Sequence[object], limits: Sequence[int] | None = None) -> bytes:
         """One data record; strings over their limit are cut at a character boundary."""
         if self.native_plan is not None and limits is None:
-            result = _speedups.encode(values, self.native_plan)
+            result = native_encode(values, self.native_plan, 0)
             if result is not None:
                 record, cuts = result
                 if cuts:

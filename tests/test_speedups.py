@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipfix import _speedups, template
+from ipfix import template
 from ipfix.errors import EncodeError
 from ipfix.http_record import DEFAULT_MAX_LENGTHS, ipfix_http_templates, netflow9_http_templates
 from ipfix.ie import DEFAULT_REGISTRY
+from ipfix.native import speedups as _speedups
 from ipfix.template import RecordEncoder
 
-pytestmark = pytest.mark.skipif(not template.native_encoder_available(),
-                                reason="C encoder not built")
+pytestmark = pytest.mark.skipif(_speedups is None, reason="C part not built")
+NATIVE: Any = _speedups
 
 TEMPLATES = ipfix_http_templates(DEFAULT_REGISTRY) + netflow9_http_templates(DEFAULT_REGISTRY)
 
@@ -60,7 +63,7 @@ def test_same_bytes_or_same_error(case: tuple[template.Template, list[object]]) 
                                         max_size=12))
 def test_hostile_plans_and_values_never_crash(plan: bytes, values: list[object]) -> None:
     try:
-        result = _speedups.encode(values, plan)
+        result = NATIVE.encode(values, plan)
     except (ValueError, TypeError):
         return
     assert result is None or (isinstance(result[0], bytes) and result[1] >= 0)
@@ -95,3 +98,37 @@ def test_v9_uptimes_from_c_match_the_python_values(start: int, end: int, client:
         except EncodeError:
             outcomes.append((0, b"error"))
     assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=60) | st.text(max_size=30).map(str.encode))
+def test_safe_text_equals_the_python_reference(data: bytes) -> None:
+    from ipfix import text
+
+    native = NATIVE.safe_text(data)
+    assert native is None or native == text.python_safe_text(data)
+    assert text.safe_text(data) == text.python_safe_text(data)
+
+
+NAMES = (b"host", b"user-agent", b"content-type", b"referer", b"x-forwarded-for", b"cookie")
+HEADER_NAME = st.sampled_from([b"Host", b"HOST", b"host", b"User-Agent", b"Cookie", b"cookie",
+                               b"Referer", b"X-Forwarded-For", b"Accept", b"hosT", b"ho st",
+                               b"\xc4\xb0host", b""]) | st.binary(max_size=16)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(HEADER_NAME, st.binary(max_size=20)), max_size=12))
+def test_scan_headers_equals_the_python_reference(fields: list[tuple[bytes, bytes]]) -> None:
+    from ipfix import text
+
+    expected = text.python_scan_headers(tuple(fields), NAMES)
+    assert NATIVE.scan_headers(tuple(fields), NAMES) == expected
+    assert text.scan_headers(tuple(fields), NAMES) == expected
+
+
+def test_scan_headers_leaves_odd_shapes_to_python() -> None:
+    from ipfix import text
+
+    odd: tuple[tuple[bytes, bytes], ...] = ((b"Host", "not bytes"),)  # type: ignore[assignment]
+    assert NATIVE.scan_headers(odd, NAMES) is None
+    assert text.scan_headers(odd, NAMES) == text.python_scan_headers(odd, NAMES)

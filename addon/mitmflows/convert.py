@@ -35,9 +35,10 @@ def endpoint(address: Any) -> tuple[str, int]:
     return host.partition("%")[0], port
 
 
+@functools.lru_cache(maxsize=4096)
 def endpoints(client: Any, proxy: Any) -> tuple[str, int, str, int]:
     """Client and proxy (host, port): a missing address is the zero address of the other
-    side's family, so a record always has a template."""
+    side's family, so a record always has a template. Cached, as `endpoint`."""
     client_host, client_port = endpoint(client)
     proxy_host, proxy_port = endpoint(proxy)
     return (client_host or "0.0.0.0", client_port,

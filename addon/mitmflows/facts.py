@@ -10,7 +10,6 @@ built in one positional call, and the usual header names are looked up in one di
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
@@ -18,19 +17,11 @@ from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
 from ipfix.http_record import HttpFlowRecord
+from ipfix.text import safe_text, scan_headers
 
 from .convert import endpoint, endpoints, flow_id_of, ms
 from .privacy import Redactor, cookie_value, default_redactor
 from .termination import END_FORCED, END_OF_FLOW, Termination
-
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _text(value: bytes) -> str:
-    """Text a collector can show: invalid UTF-8 and control characters (NUL cuts C strings
-    short in collectors; CR/LF forge log lines) become U+FFFD; tabs stay."""
-    text = value.decode("utf-8", "replace")
-    return text if text.isprintable() else _CONTROL.sub("\ufffd", text)
 
 
 class FlowFacts(msgspec.Struct, gc=False):
@@ -97,48 +88,34 @@ class RecordRules(msgspec.Struct, frozen=True):
     reverse_without_host: bool = False
 
 
-# request headers a record carries, by lower-case name: their position in `found` below
-_HOST, _USER_AGENT, _CONTENT_TYPE, _REFERER, _FORWARDED_FOR, _COOKIE = range(6)
-_REQUEST_HEADERS = {b"host": _HOST, b"user-agent": _USER_AGENT,
-                    b"content-type": _CONTENT_TYPE, b"referer": _REFERER,
-                    b"x-forwarded-for": _FORWARDED_FOR, b"cookie": _COOKIE}
+# the request headers a record carries, lower-case
+_REQUEST_HEADERS = (b"host", b"user-agent", b"content-type", b"referer", b"x-forwarded-for",
+                    b"cookie")
+_CONTENT_TYPE = (b"content-type",)
 _REQUEST_LINE = 6  # "GET", " ", path, " ", version, CRLF; and the blank line, 2 more
 _STATUS_LINE = 9  # version, " ", 3 digits, " ", reason, CRLF; and the blank line
 
 
-def _first_headers(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[list[bytes | None], int]:
-    """The first value of each header a record carries, and the header block's size as
-    HTTP/1.1 text (name, ": ", value, CRLF), also for HTTP/2 and 3."""
-    found: list[bytes | None] = [None] * 6
-    size = 0
-    lookup = _REQUEST_HEADERS.get
-    for name, value in fields:
-        size += len(name) + len(value) + 4
-        index = lookup(name.lower())
-        if index is not None and found[index] is None:
-            found[index] = value
-    return found, size
-
-
 def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
     """The record: text made safe for collectors, privacy rules applied, sizes counted."""
-    found, header_size = _first_headers(facts.request_headers)
-    raw_host = found[_HOST]
+    text = safe_text
+    (host_header, user_agent, content_type, referrer, forwarded_for, cookie), header_size = (
+        scan_headers(facts.request_headers, _REQUEST_HEADERS))
     if rules.reverse_without_host and facts.sni:
         host = facts.sni  # mitmproxy rewrote Host to the upstream; SNI is what the client asked
     elif facts.authority:
-        host = _text(facts.authority)
+        host = text(facts.authority)
     else:
-        host = facts.host if raw_host is None else _text(raw_host)
-    target, _, query = _text(facts.path).partition("?")
+        host = facts.host if host_header is None else text(host_header)
+    target, _, query = text(facts.path).partition("?")
     if query:
         query = rules.redactor.query(query)
-    user_agent, content_type, referrer, forwarded_for, cookie = (
-        "" if value is None else _text(value) for value in found[1:])
-    if referrer:  # the previous page's URL: its query holds secrets as ours does
-        referrer = rules.redactor.url(referrer)
-    if cookie:
-        cookie = cookie_value(cookie, rules.cookies, rules.hash_key)
+    referrer_text = ""
+    if referrer is not None:  # the previous page's URL: its query holds secrets as ours does
+        referrer_text = rules.redactor.url(text(referrer))
+    cookie_text = ""
+    if cookie is not None and rules.cookies != "off":
+        cookie_text = cookie_value(text(cookie), rules.cookies, rules.hash_key)
     uploaded = facts.uploaded
     initiator = (len(facts.method) + len(facts.path) + len(facts.http_version) + _REQUEST_LINE
                  + header_size + uploaded)
@@ -151,14 +128,14 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
     if status is None:
         status = 0
     else:
-        response_size = len(facts.response_version) + len(facts.reason) + _STATUS_LINE
-        for name, value in facts.response_headers:
-            response_size += len(name) + len(value) + 4
-            if not response_type and name.lower() == b"content-type":
-                response_type = _text(value)
-        reason = _text(facts.reason)
+        (response_type_header,), response_size = scan_headers(facts.response_headers,
+                                                              _CONTENT_TYPE)
+        if response_type_header is not None:
+            response_type = text(response_type_header)
+        reason = text(facts.reason)
         downloaded = facts.downloaded
-        responder = response_size + downloaded
+        responder = (len(facts.response_version) + len(facts.reason) + _STATUS_LINE
+                     + response_size + downloaded)
         if facts.response_end:
             end_ms = ms(facts.response_end)
         if facts.response_start and facts.request_end:
@@ -168,9 +145,11 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
         client_port, proxy_port, upstream_port,
         17 if facts.http_version == b"HTTP/3" else 6,
         initiator + responder, initiator, responder, uploaded, downloaded, status,
-        facts.flow_end_reason, facts.termination_state, ttfb, _text(facts.method), host,
-        target, query, _text(facts.http_version), reason, user_agent, content_type,
-        response_type, referrer, forwarded_for, cookie, facts.sni or "",
+        facts.flow_end_reason, facts.termination_state, ttfb, text(facts.method), host,
+        target, query, text(facts.http_version), reason,
+        "" if user_agent is None else text(user_agent),
+        "" if content_type is None else text(content_type), response_type, referrer_text,
+        "" if forwarded_for is None else text(forwarded_for), cookie_text, facts.sni or "",
         facts.tls_version or "")
 
 

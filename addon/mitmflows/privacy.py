@@ -66,13 +66,13 @@ class Redactor:
         self._values = re.compile("|".join(f"(?:{p})" for p in (JWT_PATTERN, *extra)))
         self._extra_values = (re.compile("|".join(f"(?:{p})" for p in extra))
                               if extra else None)
-        # The first look, on case-folded text: every sensitive name contains one of the
+        # The first look, on lower-cased text: every sensitive name contains one of the
         # names as written (camelCase or not), unless it is percent-encoded; a JWT
         # contains "eyj". Most queries contain none of them and cost no more than this.
         # Names that contain another (password: pass) add nothing to it; a pattern of
         # bare literals lets the regex engine skip to the characters they begin with.
         shortest = [n for n in self.names if not any(o != n and o in n for o in self.names)]
-        self._first_look = re.compile("|".join(re.escape(n) for n in sorted([*shortest, "eyj"])))
+        self._first_look = _literals([*shortest, "eyj"])
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Redactor) and self.names == other.names
@@ -83,7 +83,7 @@ class Redactor:
 
     def mentions(self, text: str) -> bool:
         """Whether `text` may hold something to redact (False: it certainly does not)."""
-        if self._first_look.search(text.casefold()) is not None:
+        if self._first_look.search(text.lower()) is not None:
             return True
         if "%" in text and _ENCODED_NAME.search(text) is not None:
             return True
@@ -165,6 +165,16 @@ class Redactor:
         if hash_mark and "=" in fragment:  # OAuth implicit flow: #access_token=...
             fragment = self._query(fragment, depth)
         return f"{base}{question}{query}{hash_mark}{fragment}"
+
+
+def _literals(words: Iterable[str]) -> re.Pattern[str]:
+    """A pattern finding any of `words`, grouped by first letter (k(?:ey)|p(?:ass|wd)...):
+    the regex engine then tries one branch per character, not one per word."""
+    by_first: dict[str, list[str]] = {}
+    for word in sorted(set(words)):
+        by_first.setdefault(word[0], []).append(re.escape(word[1:]))
+    return re.compile("|".join(f"{re.escape(first)}(?:{'|'.join(rests)})"
+                               for first, rests in by_first.items()))
 
 
 def _without_password(base: str) -> str:

@@ -1,0 +1,56 @@
+"""Text as records carry it: bytes from the wire made into text every collector can show,
+and one pass over HTTP header fields.
+
+Each function has a C twin in `_speedups` for the usual case (it answers None for the
+rest); these Python functions are the reference, and the only code where the C module
+was not built or FLOWEXPORT_PURE_PYTHON is set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .native import speedups
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+Fields = Sequence[tuple[bytes, bytes]]
+
+
+def python_safe_text(value: bytes) -> str:
+    """Text a collector can show: invalid UTF-8 and control characters (NUL cuts C strings
+    short in collectors; CR/LF forge log lines) become U+FFFD; tabs stay."""
+    text = value.decode("utf-8", "replace")
+    return text if text.isprintable() else _CONTROL.sub("\ufffd", text)
+
+
+def python_scan_headers(fields: Fields, names: tuple[bytes, ...]
+                        ) -> tuple[tuple[bytes | None, ...], int]:
+    """The first value of each of `names` (lower-case) among `fields`, ASCII case ignored,
+    and the fields' size as HTTP/1.1 text (name, ": ", value, CRLF each)."""
+    found: list[bytes | None] = [None] * len(names)
+    index = {name: i for i, name in enumerate(names)}
+    size = 0
+    for name, value in fields:
+        size += len(name) + len(value) + 4
+        i = index.get(name.lower())
+        if i is not None and found[i] is None:
+            found[i] = value
+    return tuple(found), size
+
+
+if speedups is None:
+    safe_text = python_safe_text
+    scan_headers = python_scan_headers
+else:
+    _native_text = speedups.safe_text
+    _native_scan = speedups.scan_headers
+
+    def safe_text(value: bytes) -> str:
+        text = _native_text(value)
+        return python_safe_text(value) if text is None else text
+
+    def scan_headers(fields: Fields, names: tuple[bytes, ...]
+                     ) -> tuple[tuple[bytes | None, ...], int]:
+        result = _native_scan(fields, names) if isinstance(fields, tuple) else None
+        return python_scan_headers(fields, names) if result is None else result
