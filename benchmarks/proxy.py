@@ -16,6 +16,7 @@ before and after each (E v1 E v2 E ... E):
     netflow9  the same with NetFlow v9
     two       IPFIX and NetFlow v9 to two sinks at once
     dead      IPFIX to a port where nothing listens (ICMP port unreachable)
+    X-python  any of these without the C building blocks (FLOWEXPORT_PURE_PYTHON=1)
 
 and what users would otherwise use to log every request (each beside the empty script):
 
@@ -148,6 +149,10 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
     """mitmdump for `variant`, started by `launcher` (taskset, or valgrind), and its port;
     `options` (NAME=VALUE) go to the addon's variants."""
     port = free_port()
+    env = dict(os.environ)
+    if variant.endswith("-python"):  # the same without the C building blocks
+        variant = variant.removesuffix("-python")
+        env["FLOWEXPORT_PURE_PYTHON"] = "1"
     quiet = [] if variant == "flowlines" else ["-q"]  # flowlines: mitmdump's own lines
     command = [*launcher, str(MITMDUMP), *quiet, "--listen-host", "127.0.0.1",
                "-p", str(port), "--mode", f"reverse:http://127.0.0.1:{upstream}",
@@ -173,7 +178,8 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
             command += ["--set", f"flowexport_collectors={target}"]
         for option in options:
             command += ["--set", option]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with socket.socket() as sock:
