@@ -23,13 +23,13 @@ from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
 
 from ipfix.exporter import Exporter
-from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord
+from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord, Termination
 from mitmflows import options
 from mitmflows.convert import now_ms
 from mitmflows.facts import connect_failure_record, read_http_flow, record_from_facts
 from mitmflows.longlived import LongLived, LongLivedFlows, StreamCounter
 from mitmflows.options import Settings
-from mitmflows.termination import END_ACTIVE_TIMEOUT, END_FORCED, Termination, termination_of
+from mitmflows.termination import END_ACTIVE_TIMEOUT, END_FORCED, termination_of
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """A small IPFIX / NetFlow v9 collector for local debugging.
 
-    python -m ipfix.collector --listen 127.0.0.1:4739
+    python -m ipfix.collector --listen 127.0.0.1:4739                     # JSON lines
+    python -m ipfix.collector --listen 127.0.0.1:4739 --format human --summary 10
     python -m ipfix.collector --read flows.ipfix --format pretty
 
 Prints one JSON object per flow record, keyed by element name, with the
@@ -11,6 +12,7 @@ are reported on stderr; the collector carries on.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -26,6 +28,7 @@ from .errors import DecodeError
 from .filereader import read_messages
 from .ie import DEFAULT_ENTERPRISE_NUMBER, build_registry
 from .netflow9 import DEFAULT_PRIVATE_BASE
+from .readable import Summary, is_http_record, line
 
 DEFAULT_LISTEN = "127.0.0.1:4739"  # loopback unless asked otherwise; 4739 is IANA's IPFIX port
 MAX_DATAGRAM = 65535
@@ -64,22 +67,31 @@ class SequenceTracker:
 
 
 class Printer:
-    """Writes records as JSON lines or as an indented listing for people."""
+    """Writes records as JSON lines (for machines), one line per exchange (`human`), or an
+    indented listing of every field (`pretty`)."""
 
-    def __init__(self, out: TextIO, fmt: str, include_options: bool) -> None:
+    def __init__(self, out: TextIO, fmt: str, include_options: bool, *,
+                 colour: bool = False, summary: Summary | None = None) -> None:
         self.out = out
         self.fmt = fmt
         self.include_options = include_options
         self.encoder = msgspec.json.Encoder()
         self.records = 0
+        self.colour = colour
+        self.summary = summary
 
     def message(self, exporter: str, message: DecodedMessage) -> None:
         for record in message.records:
+            if self.summary is not None and not record.is_options:
+                self.summary.add(record.fields)
             if record.is_options and not self.include_options:
                 continue
             self.records += 1
             if self.fmt == "json":
                 self._json(exporter, message, record)
+            elif self.fmt == "human":
+                if is_http_record(record.fields):
+                    self.out.write(line(record.fields, colour=self.colour) + "\n")
             else:
                 self._pretty(exporter, message, record)
         self.out.flush()
@@ -116,6 +128,7 @@ class Collector:
         self.sequences = SequenceTracker()
         self.malformed = 0
         self.skipped_sets = 0
+        self._lost_reported = 0
 
     def feed(self, data: bytes, exporter: str) -> None:
         try:
@@ -133,6 +146,16 @@ class Collector:
             self.err.write(f"sequence gap from {exporter} domain "
                            f"{message.observation_domain_id}: {gap} {unit} lost\n")
         self.printer.message(exporter, message)
+
+    def write_summary(self, seconds: float) -> None:
+        """The periodic summary (--summary), with the records lost since the last one."""
+        summary = self.printer.summary
+        if summary is None:
+            return
+        lost = sum(self.sequences.lost.values())
+        self.err.write(summary.render(seconds, lost - self._lost_reported) + "\n")
+        self.err.flush()
+        self._lost_reported = lost
 
     def summary(self) -> str:
         lost = sum(self.sequences.lost.values())
@@ -154,7 +177,7 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 
 
 def _listen(collector: Collector, endpoint: tuple[str, int], count: int | None,
-            duration: float | None) -> None:
+            duration: float | None, summary_every: float | None) -> None:
     family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -170,13 +193,19 @@ def _listen(collector: Collector, endpoint: tuple[str, int], count: int | None,
         stop[0] = True
 
     signal.signal(signal.SIGTERM, on_signal)
-    deadline = None if duration is None else time.monotonic() + duration
+    started = time.monotonic()
+    deadline = None if duration is None else started + duration
+    summary_due = None if summary_every is None else started + summary_every
     try:
         while not stop[0]:
             if count is not None and collector.printer.records >= count:
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 break
+            if summary_due is not None and summary_every is not None and now >= summary_due:
+                collector.write_summary(summary_every)
+                summary_due += summary_every
             try:
                 data, peer = sock.recvfrom(MAX_DATAGRAM)
             except TimeoutError:
@@ -195,7 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"UDP address for IPFIX and NetFlow v9 (default {DEFAULT_LISTEN})")
     parser.add_argument("--read", action="append", default=[], metavar="FILE",
                         help="decode an RFC 5655 IPFIX file instead of listening (repeatable)")
-    parser.add_argument("--format", choices=("json", "pretty"), default="json")
+    parser.add_argument("--format", choices=("json", "human", "pretty"), default="json",
+                        help="json: a JSON object per record (default); human: a line per "
+                             "HTTP exchange; pretty: every field of every record")
+    parser.add_argument("--colour", "--color", choices=("auto", "always", "never"),
+                        default="auto", help="colours in the human format (auto: on a "
+                                             "terminal, unless NO_COLOR is set)")
+    parser.add_argument("--summary", type=float, default=None, metavar="SECONDS",
+                        help="every SECONDS, a summary on stderr: exchanges per second, "
+                             "status classes, top hosts, p50/p99 duration, records lost")
     parser.add_argument("--options", action="store_true",
                         help="also print options records (type information, statistics)")
     parser.add_argument("--enterprise-number", type=int, default=DEFAULT_ENTERPRISE_NUMBER)
@@ -211,7 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     decoder = Decoder(build_registry(args.enterprise_number),
                       netflow9_private_base=args.netflow9_private_base)
-    collector = Collector(decoder, Printer(sys.stdout, args.format, args.options), sys.stderr)
+    colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty()
+                                         and not os.environ.get("NO_COLOR"))
+    printer = Printer(sys.stdout, args.format, args.options, colour=colour,
+                      summary=Summary() if args.summary else None)
+    collector = Collector(decoder, printer, sys.stderr)
     if args.read:
         for path in args.read:
             try:
@@ -223,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
     else:
         _listen(collector, args.listen or parse_endpoint(DEFAULT_LISTEN), args.count,
-                args.duration)
+                args.duration, args.summary)
     sys.stderr.write(collector.summary() + "\n")
     return 0
 

@@ -13,6 +13,7 @@ A record without an upstream uses the client's family and a zero address.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import IntEnum
 
 import msgspec
 
@@ -31,6 +32,32 @@ from .template import (
 )
 
 FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
+
+
+class Termination(IntEnum):
+    """httpTerminationStateCode: how an exchange ended. Stable: documented in the README."""
+
+    COMPLETED = 0
+    CLIENT_ABORTED = 1
+    UPSTREAM_CONNECT_FAILED = 2
+    UPSTREAM_TIMEOUT = 3
+    UPSTREAM_ABORTED = 4
+    KILLED_BY_PROXY = 5
+    REJECTED_BY_PROXY = 6
+    PROXY_ERROR = 7
+
+    @property
+    def words(self) -> str:
+        """For people: 'upstream connect failed'."""
+        return self.name.lower().replace("_", " ")
+
+
+class FlowEndReason(IntEnum):
+    """flowEndReason values we send (IANA)."""
+
+    ACTIVE_TIMEOUT = 2  # the record of an interval of a long-lived flow
+    END_OF_FLOW = 3
+    FORCED_END = 4  # an error, a kill, shutdown
 
 
 class HttpFlowRecord(msgspec.Struct, gc=False):

@@ -12,7 +12,7 @@ from mitmproxy import exceptions
 from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons, tflow
 
-from mitmflows.termination import Termination
+from ipfix.http_record import Termination
 
 
 def configured(**options: object) -> tuple[Any, Any]:

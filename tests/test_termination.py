@@ -11,7 +11,8 @@ from mitmproxy import http
 from mitmproxy.flow import Error
 from mitmproxy.test import tflow
 
-from mitmflows.termination import Termination, termination_of
+from ipfix.http_record import Termination
+from mitmflows.termination import termination_of
 
 TCP_TIMEOUT_MS = 600_000
 T = Termination

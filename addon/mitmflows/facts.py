@@ -16,12 +16,12 @@ import msgspec
 from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
-from ipfix.http_record import HttpFlowRecord
+from ipfix.http_record import HttpFlowRecord, Termination
 from ipfix.text import safe_text, scan_headers
 
 from .convert import endpoint, endpoints, flow_id_of, ms
 from .privacy import Redactor, cookie_value, default_redactor
-from .termination import END_FORCED, END_OF_FLOW, Termination
+from .termination import END_FORCED, END_OF_FLOW
 
 
 class FlowFacts(msgspec.Struct, gc=False):

@@ -12,24 +12,15 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.flow import Error
 
+from ipfix.http_record import FlowEndReason, Termination
+
 from .convert import ms
 
 # flowEndReason (IANA): the record of an interval of a long-lived flow; the flow's end;
 # an end the proxy forced (an error, a kill, shutdown)
-END_ACTIVE_TIMEOUT, END_OF_FLOW, END_FORCED = 2, 3, 4
-
-
-class Termination:
-    """httpTerminationStateCode values: stable, documented in the README."""
-
-    COMPLETED = 0
-    CLIENT_ABORTED = 1
-    UPSTREAM_CONNECT_FAILED = 2
-    UPSTREAM_TIMEOUT = 3
-    UPSTREAM_ABORTED = 4
-    KILLED_BY_PROXY = 5
-    REJECTED_BY_PROXY = 6
-    PROXY_ERROR = 7
+END_ACTIVE_TIMEOUT = FlowEndReason.ACTIVE_TIMEOUT
+END_OF_FLOW = FlowEndReason.END_OF_FLOW
+END_FORCED = FlowEndReason.FORCED_END
 
 
 # Sentences (or their parts) mitmproxy 12.2 writes when the proxy refuses a request.
@@ -39,7 +30,7 @@ _PROTOCOL_ERRORS = ("HTTP/1 protocol error", "HTTP/2 protocol error")
 
 
 def termination_of(flow: http.HTTPFlow, error: Error | None, now_ms: int,
-                   tcp_timeout_ms: int) -> int:
+                   tcp_timeout_ms: int) -> Termination:
     """The termination code of an exchange that ended with `error` (None: completed)."""
     if error is None:
         return Termination.COMPLETED
