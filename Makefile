@@ -1,22 +1,31 @@
 # The two commands of the README: `make demo` (the main job) and `make test`.
-# Both find a Python >= 3.12 themselves (tools/find-python) and keep everything in .venv.
+# Both find a Python >= 3.12 themselves (tools/find-python) and keep everything in .venv;
+# `make demo` (and `make install`) install what the proxy needs, `make test` adds the
+# test tools (pytest, hypothesis, ruff, mypy, embedded ClickHouse).
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+TESTING := $(VENV)/.testing
 
-.PHONY: demo test quick bench clean
+.PHONY: install demo test quick bench clean
 
-$(STAMP): pyproject.toml setup.py ipfix/_speedups.c
+$(RUNTIME): pyproject.toml setup.py ipfix/_speedups.c
 	@interp=$$(tools/find-python) && echo "using $$interp" && $$interp -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	@touch $(STAMP)
+	$(PY) -m pip install -q -e .
+	@touch $(RUNTIME)
 
-demo: $(STAMP)
+$(TESTING): $(RUNTIME)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(TESTING)
+
+install: $(RUNTIME)
+
+demo: $(RUNTIME)
 	$(PY) tools/demo.py
 
 # everything; then the unit tests again on the pure-Python code (no C building blocks)
-test: $(STAMP)
+test: $(TESTING)
 	tools/system-deps
 	$(PY) -m ruff check ipfix addon tests tools benchmarks
 	$(PY) -m mypy
@@ -24,11 +33,11 @@ test: $(STAMP)
 	FLOWEXPORT_PURE_PYTHON=1 $(PY) -m pytest -q -m "not slow"
 
 # the unit tests alone (about 30 s)
-quick: $(STAMP)
+quick: $(TESTING)
 	$(PY) -m pytest -q -m "not slow"
 
 # every benchmark, one after the other (about 30 minutes; needs wrk and valgrind)
-bench: $(STAMP)
+bench: $(TESTING)
 	tools/system-deps --bench
 	$(PY) -m benchmarks.encode
 	$(PY) -m benchmarks.export_path rate --seconds 30
