@@ -15,21 +15,32 @@ mitmproxy looks up every hook of every addon for every event, and for an object 
 import asyncio
 import contextlib
 import logging
+import sys
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Error
 from mitmproxy.proxy import server_hooks
 
-from ipfix.exporter import Exporter
-from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord, Termination
-from mitmflows import options
-from mitmflows.convert import now_ms
-from mitmflows.facts import connect_failure_record, read_http_flow, record_from_facts
-from mitmflows.longlived import LongLived, LongLivedFlows, StreamCounter
-from mitmflows.options import Settings
-from mitmflows.termination import END_ACTIVE_TIMEOUT, END_FORCED, termination_of
+try:
+    from ipfix.exporter import Exporter
+    from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord, Termination
+    from mitmflows import options
+    from mitmflows.convert import now_ms
+    from mitmflows.facts import connect_failure_record, read_http_flow, record_from_facts
+    from mitmflows.longlived import LongLived, LongLivedFlows, StreamCounter
+    from mitmflows.options import Settings
+    from mitmflows.termination import END_ACTIVE_TIMEOUT, END_FORCED, termination_of
+except ModuleNotFoundError as missing:
+    if missing.name not in ("ipfix", "mitmflows"):
+        raise
+    raise ModuleNotFoundError(
+        f"flowexport: the {missing.name!r} package is not installed in the Python that runs "
+        f"this mitmdump ({sys.executable}). Run the mitmdump of flowexport's own "
+        "environment (.venv/bin/mitmdump, after `make install` in the project), or install "
+        f"flowexport into this one: {sys.executable} -m pip install /path/to/flowexport"
+    ) from None
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +70,17 @@ class FlowExport:
     def configure(self, updated: set[str]) -> None:
         if self.settings is not None and not options.concerns_us(updated):
             return
-        previous, self.settings = self.settings, options.parse(ctx.options)
+        try:
+            options.check_unknown(ctx.options)
+            settings = options.parse(ctx.options)
+        except exceptions.OptionsError as exc:
+            if self.settings is None and self._loop is None:
+                # at start: one line, no traceback, and mitmdump stops (it exits when an
+                # error is logged during start-up)
+                logger.error(f"flowexport: {exc}")
+                return
+            raise  # later (mitmweb, config.yaml reload): mitmproxy keeps the old value
+        previous, self.settings = self.settings, settings
         self._register_stream_counter(self.settings.count_streams)
         if self.exporter is None:
             self._start_exporter()  # queues from now on; the task starts in `running`

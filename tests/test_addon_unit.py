@@ -3,7 +3,7 @@ the hand-over to the exporter."""
 
 from __future__ import annotations
 
-import re
+import logging
 from typing import Any
 
 import flowexport as fx
@@ -25,17 +25,47 @@ def configured(**options: object) -> tuple[Any, Any]:
 @pytest.mark.parametrize(("option", "value", "quoted"), [
     ("flowexport_collectors", ["gopher://x:1"], "gopher"),
     ("flowexport_collectors", ["[::1:4739"], "[::1:4739"),
+    ("flowexport_collectors", ["file:/nonexistent/dir/flows.ipfix"],
+     "file:/nonexistent/dir/flows.ipfix: cannot write"),
     ("flowexport_cookies", "sometimes", "sometimes"),
     ("flowexport_sampling", 0, "0"),
     ("flowexport_max_lengths", ["httpRequestTarget"], "httpRequestTarget"),
+    ("flowexport_max_lengths", ["httpRequestTarge=9"], "did you mean httpRequestTarget?"),
     ("flowexport_filter", "~bogus", "~bogus"),
     ("flowexport_redact_values", ["(unclosed"], "(unclosed"),
 ])
-def test_bad_options_quote_the_value(option: str, value: object, quoted: str) -> None:
+def test_a_bad_value_at_start_is_one_line_and_stops_mitmdump(
+        option: str, value: object, quoted: str, caplog: pytest.LogCaptureFixture) -> None:
+    """At start a bad value is logged as one line (mitmdump exits when an error is logged
+    while it starts), not raised: a raise would print a traceback."""
     addon = fx.FlowExport()
-    with taddons.context(addon) as context, pytest.raises(exceptions.OptionsError,
-                                                         match=re.escape(quoted)):
+    with taddons.context(addon) as context, caplog.at_level(logging.ERROR):
         context.configure(addon, **{option: value})
+        assert addon.settings is None and addon.exporter is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and quoted in errors[0] and "\n" not in errors[0]
+
+
+def test_an_unknown_flowexport_option_is_named_with_the_one_meant(
+        caplog: pytest.LogCaptureFixture) -> None:
+    addon = fx.FlowExport()
+    with taddons.context(addon) as context, caplog.at_level(logging.ERROR):
+        context.options.deferred["flowexport_colectors"] = ["10.0.0.1:4739"]
+        context.configure(addon)
+        assert addon.settings is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "flowexport: unknown option flowexport_colectors (did you mean flowexport_collectors?)"]
+
+
+def test_a_bad_value_later_is_refused_and_the_old_one_stays() -> None:
+    addon, context = configured()
+    with context:
+        addon._loop = object()  # running
+        with pytest.raises(exceptions.OptionsError, match="sometimes"):
+            context.configure(addon, flowexport_cookies="sometimes")
+        assert addon.settings is not None and addon.settings.rules.cookies == "off"
+        addon._loop = None
+        addon.exporter.shutdown()
 
 
 def test_options_are_parsed_once_into_settings() -> None:
@@ -187,3 +217,20 @@ def test_redaction_options_replace_add_and_take_value_patterns() -> None:
     assert redactor.names == {"ticket", "voucher"}
     assert redactor.query("ticket=1&voucher=2&token=3&k=AKIAABCDEFGHIJKLMNOP") == (
         "ticket=REDACTED&voucher=REDACTED&token=3&k=REDACTED")
+
+
+def test_a_mitmdump_without_the_packages_is_told_the_fix() -> None:
+    """mitmdump from another environment loads the script but finds no `ipfix`: the error
+    says which Python lacks it and how to fix that."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(fx.__file__)
+    result = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; sys.modules['ipfix'] = None; "
+                               f"runpy.run_path({str(script)!r})"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "the 'ipfix' package is not installed in the Python that runs" in result.stderr
+    assert "pip install" in result.stderr

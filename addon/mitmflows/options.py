@@ -6,19 +6,21 @@ A bad value raises OptionsError quoting it, which stops mitmdump at start.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import exceptions, flowfilter
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
-from ipfix.destinations import DEFAULT_COLLECTOR, CollectorSpec, parse_collector
+from ipfix.destinations import DEFAULT_COLLECTOR, CollectorKind, CollectorSpec, parse_collector
 from ipfix.exporter import Exporter
-from ipfix.http_record import HTTP_RECORDS
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, HTTP_RECORDS
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
 from ipfix.session import SessionConfig
 
@@ -27,6 +29,7 @@ from .privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
 
 logger = logging.getLogger(__name__)
 
+STRING_ELEMENTS = frozenset(DEFAULT_MAX_LENGTHS)  # every string element of the records
 # mitmproxy options that change what flowexport does
 MITMPROXY_OPTIONS = frozenset(("tcp_timeout", "mode", "keep_host_header", "stream_large_bodies"))
 
@@ -102,6 +105,32 @@ def declare(loader: Loader) -> None:
         "(JWTs always are).")
 
 
+def _ours(options: Any) -> list[str]:
+    names = options.keys()  # Options has keys() but is no iterable
+    return sorted(name for name in names if name.startswith("flowexport_"))
+
+
+def unknown_names(options: Any) -> list[str]:
+    """flowexport_* names given (--set, config.yaml) that no option of ours has: mitmproxy
+    keeps them aside in case an addon declares them later, and says nothing."""
+    ours = set(_ours(options))
+    return sorted(name for name in options.deferred
+                  if name.startswith("flowexport_") and name not in ours)
+
+
+def check_unknown(options: Any) -> None:
+    """OptionsError naming each unknown flowexport_* option, with the likely one meant."""
+    unknown = unknown_names(options)
+    if not unknown:
+        return
+    ours = _ours(options)
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, ours, n=1)
+        problems.append(f"{name}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise exceptions.OptionsError(f"unknown option {', '.join(problems)}")
+
+
 def concerns_us(updated: set[str]) -> bool:
     return any(name.startswith("flowexport_") or name in MITMPROXY_OPTIONS
                for name in updated)
@@ -122,6 +151,13 @@ def parse(options: Any) -> Settings:
         raise exceptions.OptionsError(f"flowexport_collectors: {exc}") from None
     if not collectors:
         raise exceptions.OptionsError("flowexport_collectors: give at least one collector")
+    for spec in collectors:
+        if spec.kind is CollectorKind.FILE:
+            try:  # refused now rather than every record lost later
+                Path(spec.path).open("ab").close()
+            except OSError as exc:
+                raise exceptions.OptionsError(
+                    f"flowexport_collectors: {spec}: cannot write: {exc.strerror}") from None
     cookies = options.flowexport_cookies
     if cookies not in COOKIE_MODES:
         raise exceptions.OptionsError(
@@ -152,9 +188,10 @@ def parse(options: Any) -> Settings:
             template_refresh_ms=options.flowexport_template_refresh_s * 1000,
             template_refresh_messages=options.flowexport_template_refresh_messages,
             statistics_interval_ms=options.flowexport_statistics_interval_s * 1000,
-            max_lengths=name_values("flowexport_max_lengths", options.flowexport_max_lengths),
-            netflow9_widths=name_values("flowexport_netflow9_widths",
-                                        options.flowexport_netflow9_widths),
+            max_lengths=string_lengths("flowexport_max_lengths",
+                                       options.flowexport_max_lengths),
+            netflow9_widths=string_lengths("flowexport_netflow9_widths",
+                                           options.flowexport_netflow9_widths),
             netflow9_private_base=options.flowexport_netflow9_private_base,
             netflow9_enterprise_fields=options.flowexport_netflow9_private_fields,
             sampling_interval=options.flowexport_sampling)
@@ -182,12 +219,18 @@ def parse(options: Any) -> Settings:
                            or getattr(options, "stream_large_bodies", None)))
 
 
-def name_values(option: str, entries: Sequence[str]) -> dict[str, int]:
-    """ELEMENT=N entries as a dict; OptionsError for anything else."""
+def string_lengths(option: str, entries: Sequence[str]) -> dict[str, int]:
+    """ELEMENT=N entries, for string elements of the records, as a dict; OptionsError for
+    anything else (a misspelt element would otherwise be ignored)."""
     out = {}
     for entry in entries:
-        name, sep, value = entry.partition("=")
-        if not sep or not value.strip().isdigit() or int(value) <= 0:
+        name, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not value.isdigit() or int(value) <= 0:
             raise exceptions.OptionsError(f"{option}: expected ELEMENT=N, got {entry!r}")
-        out[name.strip()] = int(value)
+        if name not in STRING_ELEMENTS:
+            close = difflib.get_close_matches(name, sorted(STRING_ELEMENTS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise exceptions.OptionsError(f"{option}: {name!r} is no string element of the "
+                                          f"records{hint}")
+        out[name] = int(value)
     return out
