@@ -33,10 +33,11 @@ try:
     from mitmflows.options import Settings
     from mitmflows.termination import END_ACTIVE_TIMEOUT, END_FORCED, termination_of
 except ModuleNotFoundError as missing:
-    if missing.name not in ("ipfix", "mitmflows"):
+    package = (missing.name or "").partition(".")[0]
+    if package not in ("ipfix", "mitmflows"):
         raise
     raise ModuleNotFoundError(
-        f"flowexport: the {missing.name!r} package is not installed in the Python that runs "
+        f"flowexport: the {package!r} package is not installed in the Python that runs "
         f"this mitmdump ({sys.executable}). Run the mitmdump of flowexport's own "
         "environment (.venv/bin/mitmdump, after `make install` in the project), or install "
         f"flowexport into this one: {sys.executable} -m pip install /path/to/flowexport"
