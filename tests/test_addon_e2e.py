@@ -325,6 +325,21 @@ def test_refused_upstream_still_yields_a_record(tmp_path: Path, collector: Colle
     assert lazy["httpTerminationStateCode"] == 2 and lazy["httpRequestMethod"] == "GET"
 
 
+def test_a_failed_connect_in_forward_mode_names_its_target(tmp_path: Path,
+                                                           collector: Collector) -> None:
+    """A client's CONNECT whose upstream connect fails makes no HTTP flow; its record says
+    what the client asked for: method CONNECT, host and target host:port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+        with Mitmdump(tmp_path, "--set", f"flowexport_collectors={collector.address}") as proxy:
+            curl("-p", "-x", proxy.url, f"https://127.0.0.1:{dead}/secret/path")
+            (record,) = collector.wait_for(
+                1, where=lambda r: r["httpRequestMethod"] == "CONNECT")
+    assert record["httpRequestHost"] == record["httpRequestTarget"] == f"127.0.0.1:{dead}"
+    assert record["httpTerminationStateCode"] == 2 and record["flowEndReason"] == 4
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_lose_no_finished_record(tmp_path: Path, upstream: Upstream,
                                          collector: Collector, sig: int) -> None:
@@ -346,7 +361,8 @@ def test_bad_options_are_refused_with_the_value(tmp_path: Path) -> None:
     for option, fragment in [("flowexport_collectors=udp://x:1", "udp"),
                              ("flowexport_cookies=maybe", "maybe"),
                              ("flowexport_max_datagram=100", "too small"),
-                             ("flowexport_filter=~q ~~", "~q ~~")]:
+                             ("flowexport_filter=~q ~~", "~q ~~"),
+                             ("flowexport_colectors=127.0.0.1:1", "flowexport_collectors?")]:
         proxy_log = tmp_path / f"bad-{fragment[:3]}.log"
         import subprocess
 
@@ -356,7 +372,9 @@ def test_bad_options_are_refused_with_the_value(tmp_path: Path) -> None:
                                 capture_output=True, text=True, timeout=30, check=False)
         proxy_log.write_text(result.stdout + result.stderr)
         assert result.returncode != 0, option
-        assert fragment in result.stdout + result.stderr, option
+        output = result.stdout + result.stderr
+        assert fragment in output, option
+        assert "Traceback" not in output, option  # one line says it
 
 
 def test_tls_client_to_ip_has_no_sni(tmp_path: Path, upstream: Upstream,

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 from mitmproxy import http
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import mode_specs, server_hooks
 
 from ipfix.http_record import HttpFlowRecord, Termination
 from ipfix.text import safe_text, scan_headers
@@ -155,14 +155,20 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
 
 def connect_failure_record(data: server_hooks.ServerConnectionHookData,
                            now_ms: int) -> HttpFlowRecord:
-    """A connection whose eager upstream connect failed (reverse mode, CONNECT) before any
-    HTTP flow existed: what is known of it is the client and its TLS."""
+    """A connection whose eager upstream connect failed before any HTTP flow existed: what
+    is known of it is the client, its TLS, and in forward mode the CONNECT it sent (the
+    target is the connect's address: method CONNECT, host and target host:port)."""
     client = data.client
     client_host, client_port, proxy_host, proxy_port = endpoints(client.peername,
                                                                  client.sockname)
+    method = target = ""
+    if isinstance(client.proxy_mode, mode_specs.RegularMode) and data.server.address:
+        host, port = data.server.address[:2]
+        method = "CONNECT"
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return HttpFlowRecord(
         flow_id=flow_id_of(client.id), start_ms=ms(client.timestamp_start) or now_ms,
         end_ms=now_ms, client_address=client_host, proxy_address=proxy_host,
         client_port=client_port, proxy_port=proxy_port, flow_end_reason=END_FORCED,
-        termination_state=Termination.UPSTREAM_CONNECT_FAILED,
-        tls_server_name=client.sni or "", tls_version=client.tls_version or "")
+        termination_state=Termination.UPSTREAM_CONNECT_FAILED, method=method, host=target,
+        target=target, tls_server_name=client.sni or "", tls_version=client.tls_version or "")
