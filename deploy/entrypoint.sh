@@ -9,11 +9,15 @@
 #   FLOWEXPORT_DOMAIN_ID     observation domain id, distinct per proxy process (default 1)
 #   FLOWEXPORT_OPTIONS       more mitmdump arguments, e.g. "--set flowexport_cookies=names"
 #   FLOWEXPORT_CONFDIR       mitmproxy confdir (default ~/.mitmproxy)
-#   FLOWEXPORT_ADDON         path of the addon (default /opt/flowexport/addon/flowexport.py)
+#   FLOWEXPORT_ADDON         path of the addon (default: the image's, else the checkout's)
 #   FLOWEXPORT_DRY_RUN=1     print the command instead of running it
 set -eu
 : "${FLOWEXPORT_UPSTREAM:?set FLOWEXPORT_UPSTREAM to the app behind the proxy, e.g. http://app:8000}"
+here="$(cd "$(dirname "$0")" && pwd)"
 addon="${FLOWEXPORT_ADDON:-/opt/flowexport/addon/flowexport.py}"
+if [ -z "${FLOWEXPORT_ADDON:-}" ] && [ ! -f "$addon" ] && [ -f "$here/../addon/flowexport.py" ]; then
+    addon="$(cd "$here/../addon" && pwd)/flowexport.py"  # run from a checkout
+fi
 set -- mitmdump \
     --listen-host "${FLOWEXPORT_LISTEN_HOST:-0.0.0.0}" \
     --listen-port "${FLOWEXPORT_LISTEN_PORT:-8080}" \
