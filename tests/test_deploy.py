@@ -4,7 +4,9 @@ references; several proxy processes whose records stay apart at the collector.""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from functools import partial
@@ -90,7 +92,54 @@ def test_scale_out_records_stay_apart(tmp_path: Path) -> None:
     assert "0 lost by sequence numbers" in report
 
 
-def test_compose_file_refers_to_files_that_exist() -> None:
+def run_scale_out(tmp_path: Path, *args: str, timeout: float = 60,
+                  **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", str(DEPLOY / "scale-out.sh"), *args], capture_output=True,
+                          text=True, timeout=timeout, check=False,
+                          env=entrypoint_env(tmp_path, TMPDIR=str(tmp_path), **env))
+
+
+def test_scale_out_checks_prerequisites_before_printing_anything(tmp_path: Path) -> None:
+    environment = entrypoint_env(tmp_path)
+    environment.pop("FLOWEXPORT_UPSTREAM", None)
+    result = subprocess.run(["sh", str(DEPLOY / "scale-out.sh"), "2"], capture_output=True,
+                            text=True, timeout=30, check=False, env=environment)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "FLOWEXPORT_UPSTREAM" in result.stderr
+    result = run_scale_out(tmp_path, "two", FLOWEXPORT_UPSTREAM="http://127.0.0.1:1")
+    assert (result.returncode, result.stdout) == (2, "") and "usage" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = run_scale_out(tmp_path, "2", str(port - 1), FLOWEXPORT_UPSTREAM="http://x:1",
+                               FLOWEXPORT_LISTEN_HOST="127.0.0.1")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert f"port {port} on 127.0.0.1 is not free" in result.stderr
+    # a copy outside the checkout, with no mitmdump on PATH: it says how to get one
+    copy = tmp_path / "deploy"
+    copy.mkdir()
+    for name in ("scale-out.sh", "entrypoint.sh"):
+        shutil.copy(DEPLOY / name, copy / name)
+    result = subprocess.run(["sh", str(copy / "scale-out.sh"), "1"], capture_output=True,
+                            text=True, timeout=30, check=False,
+                            env={"PATH": "/usr/bin:/bin", "FLOWEXPORT_UPSTREAM": "http://x:1"})
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "mitmdump not found" in result.stderr and "make install" in result.stderr
+
+
+def test_scale_out_reports_a_proxy_that_dies_with_its_log(tmp_path: Path) -> None:
+    first = free_port()
+    result = run_scale_out(tmp_path, "2", str(first), timeout=90,
+                           FLOWEXPORT_UPSTREAM="http://127.0.0.1:1",
+                           FLOWEXPORT_LISTEN_HOST="127.0.0.1",
+                           FLOWEXPORT_OPTIONS="--set flowexport_cookies=bogus")
+    assert result.returncode == 1
+    assert "server proxy2" in result.stdout  # they had started
+    assert "exited with status 1; its log" in result.stderr
+    assert "flowexport_cookies: 'bogus'" in result.stderr  # the cause, from the log
+
+
+def test_compose_file_refers_to_files_that_exist_and_its_default_stack_stands_alone() -> None:
     compose = ruamel.yaml.YAML(typ="safe").load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
     for name, service in services.items():
@@ -100,11 +149,28 @@ def test_compose_file_refers_to_files_that_exist() -> None:
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             assert (DEPLOY / source).is_file(), (name, source)
-    collectors = services["proxy"]["environment"]["FLOWEXPORT_COLLECTORS"].split()
-    for entry in collectors:
+        for dependency in service.get("depends_on", []):
+            assert dependency in services, (name, dependency)
+            # a service of the plain `up` waits for no service of a profile
+            if not service.get("profiles"):
+                assert not services[dependency].get("profiles"), (name, dependency)
+    default = services["proxy"]["environment"]["FLOWEXPORT_COLLECTORS"]
+    match = re.fullmatch(r"\$\{FLOWEXPORT_COLLECTORS:-(.+)\}", default)
+    assert match, default
+    for entry in match.group(1).split():  # what a plain `up` exports to: all started by it
         host = parse_collector(entry).host
-        assert host in services, entry  # every collector is a service of the file
+        assert host in services and not services[host].get("profiles"), entry
     assert "8080:8080" in services["proxy"]["ports"]
+    # one image: built by the proxy service, run by the collector too
+    images = {s.get("image") for s in services.values() if s.get("build")}
+    assert images == {"flowexport:local"} and services["collector"]["image"] in images
+    assert sum(1 for s in services.values() if s.get("build")) == 1
+    assert "human" in services["collector"]["entrypoint"]
+    kafka_users = [n for n, s in services.items() if "kafka" in s.get("depends_on", {})]
+    for name in kafka_users:  # goflow2 exits when Kafka does not answer yet
+        assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka"]["healthcheck"]["test"]
+    assert services["goflow2-kafka"]["restart"] == "on-failure"
 
 
 def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
