@@ -44,7 +44,7 @@ _ICMP_ERRORS = frozenset((errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNRE
                           errno.EHOSTDOWN, errno.ENOPROTOOPT))
 WAKE_AT_RECORDS = 128  # a queue this long wakes the task at once; shorter ones wait a little
 # Records encoded before the task lets the proxy run again: the loop is the proxy's, and a
-# whole batch (up to WAKE_AT_RECORDS and more) for IPFIX and v9 held it over 1 ms.
+# whole batch (WAKE_AT_RECORDS and more) would hold it for a noticeable time.
 SLICE_RECORDS = 32
 
 
