@@ -8,6 +8,7 @@ interface: once released, an id never changes meaning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 
@@ -19,6 +20,13 @@ IANA = 0  # enterprise number of IANA-registered elements (RFC 7011 §3.2)
 # IANA lists 57011 as TR7 Siber Savunma AS; their ADC exports HTTP records with
 # the same enterprise element ids, so collectors set up for that layout decode ours.
 DEFAULT_ENTERPRISE_NUMBER = 57011
+
+
+def snake_case(name: str) -> str:
+    """httpXForwardedFor -> http_x_forwarded_for, postNATDestinationIPv4Address ->
+    post_nat_destination_ipv4_address: element names as collectors' configurations want."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower().replace("i_pv", "ipv")
 
 
 class InformationElement(msgspec.Struct, frozen=True):

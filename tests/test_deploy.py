@@ -171,6 +171,13 @@ def test_compose_file_refers_to_files_that_exist_and_its_default_stack_stands_al
         assert services[name]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["kafka"]["healthcheck"]["test"]
     assert services["goflow2-kafka"]["restart"] == "on-failure"
+    # the Kafka path carries every record: protobuf, read by ClickHouse with our schema
+    assert "-format=bin" in services["goflow2-kafka"]["command"]
+    assert any(v.startswith("./clickhouse/flowexport.proto:/var/lib/clickhouse/format_schemas/")
+               for v in services["clickhouse"]["volumes"])
+    for name in ("goflow2", "goflow2-kafka"):  # one worker: no data before its template
+        listen = next(a for a in services[name]["command"] if a.startswith("-listen="))
+        assert listen.endswith("?workers=1"), name
 
 
 def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:

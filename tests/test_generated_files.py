@@ -34,26 +34,20 @@ def test_nfacctd_configs_match_the_registry() -> None:
         DEFAULT_REGISTRY, netflow9=True)
 
 
-def test_goflow2_mapping_matches_the_registry_and_is_consistent() -> None:
-    import ruamel.yaml
+def test_goflow2_and_clickhouse_files_match_the_registry() -> None:
+    from ipfix import goflow2
 
-    from ipfix.configs import goflow2_mapping
-
-    path = ROOT / "deploy" / "goflow2" / "mapping.yaml"
-    assert path.read_text() == goflow2_mapping(DEFAULT_REGISTRY)
-    mapping = ruamel.yaml.YAML(typ="safe").load(path.read_text())
-    declared = {p["name"]: p for p in mapping["formatter"]["protobuf"]}
-    assert len({p["index"] for p in declared.values()}) == len(declared)  # unique numbers
-    assert set(declared) <= set(mapping["formatter"]["fields"])
-    for section in ("ipfix", "netflowv9"):
-        assert {m["destination"] for m in mapping[section]["mapping"]} == set(declared)
-    query = next(m for m in mapping["ipfix"]["mapping"]
-                 if m["destination"] == "http_request_query")
-    assert (query["field"], query["pen"], query["penprovided"]) == (3, 57011, True)
-    assert mapping["formatter"]["render"]["http_request_query"] == "string"
-    v9_query = next(m for m in mapping["netflowv9"]["mapping"]
-                    if m["destination"] == "http_request_query")
-    assert v9_query["field"] == 32768 + 3
+    assert (ROOT / "deploy" / "goflow2" / "mapping.yaml").read_text() == goflow2.mapping(
+        DEFAULT_REGISTRY)
+    clickhouse = ROOT / "deploy" / "clickhouse"
+    assert (clickhouse / "flowexport.proto").read_text() == goflow2.proto_schema(
+        DEFAULT_REGISTRY)
+    assert (clickhouse / "schema.sql").read_text() == goflow2.clickhouse_schema(DEFAULT_REGISTRY)
+    numbers = [number for _, number, _ in goflow2.proto_fields(DEFAULT_REGISTRY)]
+    assert len(set(numbers)) == len(numbers)
+    query = next(f for f in goflow2.custom_fields(DEFAULT_REGISTRY)
+                 if f.name == "http_request_query")
+    assert (query.index, query.kind) == (1003, "string")  # 1000 + our element id
 
 
 def test_libfds_elements_match_the_registry_and_parse() -> None:

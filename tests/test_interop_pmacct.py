@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ipfix.configs import snake_case
 from ipfix.http_record import HTTP_RECORDS
+from ipfix.ie import snake_case
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record
 
