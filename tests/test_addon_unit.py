@@ -10,6 +10,7 @@ import flowexport as fx
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.addons import proxyserver
+from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
 from ipfix.http_record import Termination
@@ -129,6 +130,7 @@ def test_a_failed_connect_is_recorded_once_with_or_without_a_flow() -> None:
     with context:
         exporter = addon.exporter
         eager = tf.tclient_conn()
+        eager.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:1")
         addon.server_connect_error(server_hooks.ServerConnectionHookData(
             server=tf.tserver_conn(), client=eager))
         assert exporter.queued == 0  # it may still turn out to be a flow's
@@ -142,7 +144,7 @@ def test_a_failed_connect_is_recorded_once_with_or_without_a_flow() -> None:
         assert exporter.queued == 2
         record = exporter._queue[1]
         assert record.termination_state == Termination.UPSTREAM_CONNECT_FAILED
-        assert record.method == ""
+        assert record.method == ""  # reverse mode: nothing asked for but the connection
         late = tf.tclient_conn()  # a client still connected at shutdown: flushed then
         addon.server_connect_error(server_hooks.ServerConnectionHookData(
             server=tf.tserver_conn(), client=late))

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from ipfix.filewriter import FILE_MAX_MESSAGE_SIZE, IpfixFileWriter
-from ipfix.http_record import DEFAULT_MAX_LENGTHS, HttpFlowRecord
+from ipfix.http_record import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, HttpFlowRecord
 from ipfix.session import ExportFormat
 from ipfix.template import utf8_prefix
 from tests.conftest import NOW_MS, run_session, sample_record
@@ -161,14 +161,14 @@ def test_tshark_sees_sequence_numbers_without_gaps(tmp_path: Path) -> None:
 
 def test_tshark_decodes_netflow9_datagrams(tmp_path: Path) -> None:
     later = [msgspec.structs.replace(r, start_ms=NOW_MS + 10, end_ms=NOW_MS + 50) for r in RECORDS]
-    session, datagrams = run_session(later, ExportFormat.NETFLOW9)
+    _, datagrams = run_session(later, ExportFormat.NETFLOW9)
     capture = tmp_path / "v9.pcap"
     write_pcap(capture, [d.payload for d in datagrams])
     args = ("-r", str(capture), "-d", "udp.port==4739,cflow")
     assert tshark_problems(*args) == ""
     got = http_flows(tshark_json(*args))
     assert len(got) == len(RECORDS)
-    widths = {name: width - 1 for name, width in session.config.netflow9_widths.items()}
+    widths = {name: width - 1 for name, width in DEFAULT_V9_WIDTHS.items()}
     for flow, record in paired(got, later):
         check_common(flow, record)
         check_http(flow, record, widths)
