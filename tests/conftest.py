@@ -75,3 +75,27 @@ def encoder_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     elif not template.native_encoder_available():
         pytest.skip("the C encoder is not built here")
     return str(request.param)
+
+
+def timed_stream(fmt: ExportFormat, count: int, seed: int,
+                 first_port: int) -> tuple[list[HttpFlowRecord], list[Datagram]]:
+    """`count` records whose starts, ends and export times fall at every sub-second offset
+    (the session itself starting mid-second), and the datagrams a session makes of them."""
+    import random
+
+    rng = random.Random(seed)
+    start = 1_795_000_000_000 + rng.randrange(1000)
+    session = ExportSession(SessionConfig(format=fmt), [HTTP_RECORDS], start)
+    records: list[HttpFlowRecord] = []
+    datagrams: list[Datagram] = []
+    now = start
+    for index in range(count):
+        began = now + rng.randrange(0, 400)
+        record = sample_record(index, client_port=first_port + index, start_ms=began,
+                               end_ms=began + rng.randrange(0, 3000))
+        now = record.end_ms + rng.randrange(0, 1500)
+        session.add(record, now)
+        datagrams += session.poll(now)
+        records.append(record)
+    datagrams += session.flush(now)
+    return records, datagrams

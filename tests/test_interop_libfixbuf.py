@@ -18,24 +18,13 @@ from ipfix.http_record import DEFAULT_MAX_LENGTHS, HTTP_FIELDS, HTTP_RECORDS, Ht
 from ipfix.ie import DEFAULT_REGISTRY
 from ipfix.session import SessionConfig
 from ipfix.template import utf8_prefix
-from tests.conftest import sample_record
 from tests.libfixbuf import DumpedRecord, dump_time, ipfix_dump
+from tests.test_interop_tshark import RECORDS  # IPv4 and IPv6, UTF-8, cut, no upstream
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("ipfixDump") is None,
                                  reason="libfixbuf-tools (ipfixDump) not installed")]
 
-RECORDS = [
-    sample_record(0),
-    sample_record(1, client_address="2001:db8::10", proxy_address="2001:db8::1",
-                  upstream_address="2001:db8::7", host="b\u00fccher.example",
-                  user_agent="Mozilla/5.0 " + "x" * 300, status_code=404, reason="Not Found"),
-    sample_record(2, upstream_address="2001:db8::7", method="POST", target="/api/orders",
-                  referrer="", x_forwarded_for="", uploaded_bytes=2**40, octets=2**40 + 500),
-    sample_record(3, client_address="2001:db8::10", proxy_address="2001:db8::1",
-                  upstream_address="", status_code=0, reason="", termination_state=2,
-                  flow_end_reason=4, upstream_ttfb_ms=0),
-]
 
 
 def expected_fields(record: HttpFlowRecord) -> dict[str, str]:

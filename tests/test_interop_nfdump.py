@@ -12,12 +12,13 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ipfix.http_record import HTTP_RECORDS
+from ipfix.message import Datagram
 from ipfix.session import ExportFormat
-from tests.conftest import run_session, sample_record
+from tests.conftest import run_session, sample_record, timed_stream
 from tests.e2e import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop,
@@ -42,32 +43,38 @@ def nfdump_time(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}"
 
 
-@pytest.mark.parametrize("fmt", list(ExportFormat))
-def test_nfcapd_stores_and_nfdump_shows_our_flows(tmp_path: Path, udp_port: int,
-                                                  fmt: ExportFormat) -> None:
+def through_nfcapd(tmp_path: Path, port: int, datagrams: list[Datagram]
+                   ) -> tuple[str, dict[int, dict[str, Any]]]:
+    """nfcapd's summary of `datagrams`, and nfdump's rows of what it stored, by client port."""
     spool = tmp_path / "spool"
     spool.mkdir()
     log = tmp_path / "nfcapd.log"
     with log.open("w") as out:
-        capture = subprocess.Popen(["nfcapd", "-w", str(spool), "-p", str(udp_port),
-                                    "-b", "127.0.0.1", "-t", "60"], stdout=out,
+        capture = subprocess.Popen(["nfcapd", "-w", str(spool), "-p", str(port),
+                                    "-b", "127.0.0.1", "-t", "3600"], stdout=out,
                                    stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: udp_bound(udp_port), 15), log.read_text()
-        _, datagrams = run_session(RECORDS, fmt)
+        assert wait_until(lambda: udp_bound(port), 15), log.read_text()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for datagram in datagrams:
-                sock.sendto(datagram.payload, ("127.0.0.1", udp_port))
+                sock.sendto(datagram.payload, ("127.0.0.1", port))
+                time.sleep(0.0005)  # loopback drops a burst of hundreds otherwise
         time.sleep(0.5)
     finally:
         capture.send_signal(signal.SIGTERM)  # writes the spool file
         capture.wait(timeout=20)
-    summary = log.read_text()
-    assert f"Flows: {len(RECORDS)}" in summary, summary
-    assert "Sequence Errors: 0" in summary and "Bad Packets: 0" in summary, summary
     result = subprocess.run(["nfdump", "-R", str(spool), "-o", "json"], capture_output=True,
                             text=True, timeout=60, check=True, env=dict(os.environ, TZ="UTC"))
-    flows = {row["src_port"]: row for row in json.loads(result.stdout)}
+    return log.read_text(), {row["src_port"]: row for row in json.loads(result.stdout)}
+
+
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+def test_nfcapd_stores_and_nfdump_shows_our_flows(tmp_path: Path, udp_port: int,
+                                                  fmt: ExportFormat) -> None:
+    _, datagrams = run_session(RECORDS, fmt)
+    summary, flows = through_nfcapd(tmp_path, udp_port, datagrams)
+    assert f"Flows: {len(RECORDS)}" in summary, summary
+    assert "Sequence Errors: 0" in summary and "Bad Packets: 0" in summary, summary
     assert set(flows) == {r.client_port for r in RECORDS}
     for record in RECORDS:
         row = flows[record.client_port]
@@ -86,45 +93,9 @@ def test_nfcapd_stores_and_nfdump_shows_our_flows(tmp_path: Path, udp_port: int,
 def test_nfdump_rebuilds_netflow9_times_to_the_millisecond(tmp_path: Path, udp_port: int) -> None:
     """nfdump reads v9 times as unix_secs * 1000 - sysUpTime + FIRST_SWITCHED: over many
     records, exported at every sub-second offset, they must equal ours to the millisecond."""
-    import random
-
-    from ipfix.session import ExportSession, SessionConfig
-
-    rng = random.Random(5)
-    start = 1_795_000_000_000 + rng.randrange(1000)  # the session starts mid-second
-    session = ExportSession(SessionConfig(format=ExportFormat.NETFLOW9), [HTTP_RECORDS], start)
-    records, datagrams = [], []
-    now = start
-    for index in range(300):
-        began = now + rng.randrange(0, 400)
-        record = sample_record(index, client_port=20000 + index, start_ms=began,
-                               end_ms=began + rng.randrange(0, 3000))
-        now = record.end_ms + rng.randrange(0, 1500)
-        session.add(record, now)
-        datagrams += session.poll(now)
-        records.append(record)
-    datagrams += session.flush(now)
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    log = tmp_path / "nfcapd.log"
-    with log.open("w") as out:
-        capture = subprocess.Popen(["nfcapd", "-w", str(spool), "-p", str(udp_port),
-                                    "-b", "127.0.0.1", "-t", "3600"], stdout=out,
-                                   stderr=subprocess.STDOUT)
-    try:
-        assert wait_until(lambda: udp_bound(udp_port), 15), log.read_text()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            for datagram in datagrams:
-                sock.sendto(datagram.payload, ("127.0.0.1", udp_port))
-                time.sleep(0.0005)  # loopback drops a burst of 300 otherwise
-        time.sleep(0.5)
-    finally:
-        capture.send_signal(signal.SIGTERM)
-        capture.wait(timeout=20)
-    assert f"Flows: {len(records)}" in log.read_text(), log.read_text()
-    result = subprocess.run(["nfdump", "-R", str(spool), "-o", "json"], capture_output=True,
-                            text=True, timeout=60, check=True, env=dict(os.environ, TZ="UTC"))
-    flows = {row["src_port"]: row for row in json.loads(result.stdout)}
+    records, datagrams = timed_stream(ExportFormat.NETFLOW9, 300, seed=5, first_port=20000)
+    summary, flows = through_nfcapd(tmp_path, udp_port, datagrams)
+    assert f"Flows: {len(records)}" in summary, summary
     wrong = [(r.flow_id, flows[r.client_port]["first"], nfdump_time(r.start_ms),
               flows[r.client_port]["last"], nfdump_time(r.end_ms)) for r in records
              if (flows[r.client_port]["first"], flows[r.client_port]["last"])

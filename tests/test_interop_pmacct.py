@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ipfix.http_record import HTTP_RECORDS
 from ipfix.ie import snake_case
 from ipfix.session import ExportFormat
-from tests.conftest import run_session, sample_record
+from tests.conftest import run_session, sample_record, timed_stream
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("nfacctd") is None, reason="pmacct not installed")]
@@ -167,24 +166,9 @@ def test_nfacctd_times_over_many_records(tmp_path: Path, udp_port: int, fmt: Exp
     the flow's second rounded up (v9 headers round the export time up so that no flow ends
     after sysUpTime; with the export second rounded down this underflowed by 49 days)."""
     import math
-    import random
     from datetime import UTC, datetime
 
-    from ipfix.session import ExportSession, SessionConfig
-
-    rng = random.Random(11)
-    start = 1_795_000_000_000 + rng.randrange(1000)
-    session = ExportSession(SessionConfig(format=fmt), [HTTP_RECORDS], start)
-    records, datagrams, now = [], [], start
-    for index in range(60):
-        began = now + rng.randrange(0, 400)
-        record = sample_record(index, client_port=30000 + index, start_ms=began,
-                               end_ms=began + rng.randrange(0, 3000))
-        now = record.end_ms + rng.randrange(0, 1500)
-        session.add(record, now)
-        datagrams += session.poll(now)
-        records.append(record)
-    datagrams += session.flush(now)
+    records, datagrams = timed_stream(fmt, 60, seed=11, first_port=30000)
     output = tmp_path / "flows.json"
     config = tmp_path / "nfacctd.conf"
     config.write_text("\n".join([
