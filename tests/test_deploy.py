@@ -189,3 +189,19 @@ def test_dockerfile_installs_the_project_and_runs_unprivileged() -> None:
     for source in ("pyproject.toml", "setup.py", "README.md", "ipfix", "addon",
                    "deploy/entrypoint.sh"):
         assert (DEPLOY.parent / source).exists(), source
+
+
+def test_find_python_says_how_to_get_one_when_there_is_none(tmp_path: Path) -> None:
+    """No Python >= 3.12 on PATH and no pyenv: the message names ways to get one."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "cat", "sort", "ls", "env"):  # what the script uses; no python
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    result = subprocess.run([str(Path(__file__).resolve().parent.parent / "tools" /
+                                 "find-python")], capture_output=True, text=True, timeout=30,
+                            check=False, env={"PATH": str(bin_dir), "HOME": str(tmp_path)})
+    assert result.returncode == 1 and result.stdout == ""
+    assert "no Python >= 3.12 found" in result.stderr
+    assert "uv python install 3.12" in result.stderr and "pyenv install 3.12" in result.stderr
