@@ -154,11 +154,6 @@ class FlowExport:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _wanted(self, flow: http.HTTPFlow, settings: Settings) -> bool:
-        if settings.sampling > 1 and int(flow.id[:8], 16) % settings.sampling:
-            return False
-        return settings.flow_filter is None or bool(settings.flow_filter(flow))
-
     def _export_final(self, flow: http.HTTPFlow, error: Error | None, *,
                       forced: bool = False) -> None:
         """The last record of a flow: now, or (completed, not long-lived) one loop turn
@@ -169,7 +164,7 @@ class FlowExport:
                                 and flow.response is not None
                                 and flow.response.status_code == 101):
             return  # the final record of this upgrade went out already
-        if not settings.every_flow and not self._wanted(flow, settings):
+        if not settings.every_flow and not settings.wants(flow):
             return
         try:
             streamed = bool(flow.request.stream
@@ -241,7 +236,7 @@ class FlowExport:
             if settings is not None and self.exporter is not None and self.long:
                 now = now_ms()
                 for entry in self.long.due(now, settings.active_timeout_ms):
-                    if self._wanted(entry.flow, settings):
+                    if settings.wants(entry.flow):
                         self._interim(entry, settings, now)
         finally:
             self._timer = asyncio.get_running_loop().call_later(1.0, self._tick)

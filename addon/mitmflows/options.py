@@ -53,6 +53,13 @@ class Settings:
         """No sampling and no filter: every flow becomes a record."""
         return self.sampling == 1 and self.flow_filter is None
 
+    def wants(self, flow: Any) -> bool:
+        """Whether a flow becomes records: 1 in `sampling` by flow id (so interim and final
+        records of a flow agree), and matching the filter."""
+        if self.sampling > 1 and int(flow.id[:8], 16) % self.sampling:
+            return False
+        return self.flow_filter is None or bool(self.flow_filter(flow))
+
 
 def declare(loader: Loader) -> None:
     add = loader.add_option
