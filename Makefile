@@ -11,7 +11,6 @@ TESTING := $(VENV)/.testing
 
 $(RUNTIME): pyproject.toml setup.py ipfix/_speedups.c
 	@interp=$$(tools/find-python) && echo "using $$interp" && $$interp -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
 	@touch $(RUNTIME)
 
