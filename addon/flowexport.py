@@ -122,8 +122,14 @@ class FlowExport:
 
     def response(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response is not None and response.data.status_code == 101:
+        settings = self.settings
+        if response is None or settings is None:
+            self._export_final(flow, None)
+        elif response.data.status_code == 101:
             self.long.track(flow, now_ms())  # a WebSocket (or other upgrade): its end tells
+        elif (settings.every_flow and not self.long.entries and self._loop is not None
+              and not flow.request.stream and not response.stream):
+            self._hold(flow)  # the usual exchange: what _export_final decides, in short
         else:
             self._export_final(flow, None)
 
@@ -159,7 +165,7 @@ class FlowExport:
         """The last record of a flow: now, or (completed, not long-lived) one loop turn
         later, in `_release`."""
         settings = self.settings
-        entry = self.long.pop(flow.id) if self.long else None
+        entry = self.long.pop(flow.id) if self.long.entries else None
         if settings is None or (entry is None and flow.websocket is not None
                                 and flow.response is not None
                                 and flow.response.status_code == 101):
@@ -174,15 +180,20 @@ class FlowExport:
         if streamed:
             entry = self.long.uncounted(flow, entry)
         if error is None and not forced and entry is None and self._loop is not None:
-            if not self._held:
-                self._loop.call_soon(self._release)
-            self._held.append(flow)
+            self._hold(flow)
             return
         record = self._record_of(flow, now_ms(), error, forced)
         if record is not None:
             if entry is not None:
                 entry.apply(record)
             self._submit(record)
+
+    def _hold(self, flow: http.HTTPFlow) -> None:
+        """Completed, as far as this hook knows: the record is made in `_release`."""
+        assert self._loop is not None
+        if not self._held:
+            self._loop.call_soon(self._release)
+        self._held.append(flow)
 
     def _release(self) -> None:
         """The flows that completed in the last turn of the event loop become records.
@@ -233,7 +244,7 @@ class FlowExport:
         self._timer = None
         settings = self.settings
         try:
-            if settings is not None and self.exporter is not None and self.long:
+            if settings is not None and self.exporter is not None and self.long.entries:
                 now = now_ms()
                 for entry in self.long.due(now, settings.active_timeout_ms):
                     if settings.wants(entry.flow):

@@ -360,10 +360,11 @@ static PyObject *scan_headers(PyObject *self, PyObject *const *args, Py_ssize_t 
 }
 
 /*
- * safe_text(data) -> str or None: UTF-8 bytes as text a collector can show, for the two
- * usual cases: printable ASCII (and tabs), or UTF-8 without ASCII control characters
- * (invalid sequences become U+FFFD). None when a control character must be replaced: the
- * Python reference (ipfix.text) does that.
+ * safe_text(data) -> str: UTF-8 bytes as text a collector can show. Invalid sequences
+ * become U+FFFD (decoding with "replace"), and so do ASCII control characters but tab:
+ * they are single bytes that no multi-byte sequence contains, so they are replaced by
+ * U+FFFD's UTF-8 bytes before decoding, which gives the same text as the Python
+ * reference (ipfix.text.python_safe_text).
  */
 static PyObject *safe_text(PyObject *self, PyObject *data) {
     if (!PyBytes_Check(data)) {
@@ -373,18 +374,37 @@ static PyObject *safe_text(PyObject *self, PyObject *data) {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     int ascii = 1;
+    Py_ssize_t controls = 0;
     for (Py_ssize_t i = 0; i < size; i++) {
         unsigned char c = p[i];
         if (c >= 0x80) {
             ascii = 0;
         } else if ((c < 0x20 && c != '\t') || c == 0x7F) {
-            Py_RETURN_NONE;
+            controls++;
         }
     }
-    if (ascii) {
-        return PyUnicode_DecodeASCII((const char *)p, size, "strict");
+    if (!controls) {
+        return ascii ? PyUnicode_DecodeASCII((const char *)p, size, "strict")
+                     : PyUnicode_DecodeUTF8((const char *)p, size, "replace");
     }
-    return PyUnicode_DecodeUTF8((const char *)p, size, "replace");
+    char *copy = PyMem_Malloc((size_t)(size + 2 * controls));
+    if (copy == NULL) {
+        return PyErr_NoMemory();
+    }
+    char *w = copy;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        unsigned char c = p[i];
+        if (c < 0x80 && ((c < 0x20 && c != '\t') || c == 0x7F)) {
+            *w++ = (char)0xEF; /* U+FFFD */
+            *w++ = (char)0xBF;
+            *w++ = (char)0xBD;
+        } else {
+            *w++ = (char)c;
+        }
+    }
+    PyObject *text = PyUnicode_DecodeUTF8(copy, w - copy, "replace");
+    PyMem_Free(copy);
+    return text;
 }
 
 static PyMethodDef methods[] = {
@@ -393,8 +413,7 @@ static PyMethodDef methods[] = {
     {"scan_headers", (PyCFunction)(void (*)(void))scan_headers, METH_FASTCALL,
      "scan_headers(fields, names) -> (first value of each name or None, HTTP/1.1 size)"
      " or None for the Python path."},
-    {"safe_text", safe_text, METH_O,
-     "safe_text(data) -> text a collector can show, or None for the Python path."},
+    {"safe_text", safe_text, METH_O, "safe_text(data) -> text a collector can show."},
     {NULL, NULL, 0, NULL},
 };
 

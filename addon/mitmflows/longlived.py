@@ -59,9 +59,6 @@ class LongLivedFlows:
         self.entries: dict[str, LongLived] = {}
         self._warned_uncounted = False
 
-    def __bool__(self) -> bool:
-        return bool(self.entries)
-
     def track(self, flow: http.HTTPFlow, now_ms: int) -> LongLived:
         entry = self.entries.get(flow.id)
         if entry is None:

@@ -47,11 +47,7 @@ class Settings:
     rules: RecordRules
     tcp_timeout_ms: int
     count_streams: bool  # bodies may be streamed: count them as they pass
-
-    @property
-    def every_flow(self) -> bool:
-        """No sampling and no filter: every flow becomes a record."""
-        return self.sampling == 1 and self.flow_filter is None
+    every_flow: bool  # no sampling and no filter: every flow becomes a record
 
     def wants(self, flow: Any) -> bool:
         """Whether a flow becomes records: 1 in `sampling` by flow id (so interim and final
@@ -223,7 +219,8 @@ def parse(options: Any) -> Settings:
         # stream_large_bodies is an option of mitmproxy's proxy server addon: absent where
         # that is not loaded
         count_streams=bool(options.flowexport_count_streams
-                           or getattr(options, "stream_large_bodies", None)))
+                           or getattr(options, "stream_large_bodies", None)),
+        every_flow=options.flowexport_sampling == 1 and flow_filter is None)
 
 
 def string_lengths(option: str, entries: Sequence[str]) -> dict[str, int]:
