@@ -407,6 +407,29 @@ static PyObject *safe_text(PyObject *self, PyObject *data) {
     return text;
 }
 
+/* safe_texts(values) -> tuple: safe_text of each bytes value of a tuple, "" for None. */
+static PyObject *safe_texts(PyObject *self, PyObject *values) {
+    if (!PyTuple_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "safe_texts(values: tuple)");
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(values);
+    PyObject *out = PyTuple_New(count);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *value = PyTuple_GET_ITEM(values, i);
+        PyObject *text = value == Py_None ? PyUnicode_New(0, 0) : safe_text(self, value);
+        if (text == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, text);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
      "encode(values, plan, base=0) -> (record, strings cut) or None for the Python path."},
@@ -414,6 +437,8 @@ static PyMethodDef methods[] = {
      "scan_headers(fields, names) -> (first value of each name or None, HTTP/1.1 size)"
      " or None for the Python path."},
     {"safe_text", safe_text, METH_O, "safe_text(data) -> text a collector can show."},
+    {"safe_texts", safe_texts, METH_O,
+     "safe_texts(values) -> safe_text of each bytes value of a tuple, '' for None."},
     {NULL, NULL, 0, NULL},
 };
 

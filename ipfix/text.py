@@ -1,15 +1,15 @@
 """Text as records carry it: bytes from the wire made into text every collector can show,
 and one pass over HTTP header fields.
 
-Each function has a C twin in `_speedups` for the usual case (it answers None for the
-rest); these Python functions are the reference, and the only code where the C module
-was not built or FLOWEXPORT_PURE_PYTHON is set.
+Each function has a C twin in `_speedups` (the header scan answers None for odd shapes,
+which the Python one takes); these Python functions are the reference, and the only
+code where the C module was not built or FLOWEXPORT_PURE_PYTHON is set.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .native import speedups
 
@@ -22,6 +22,11 @@ def python_safe_text(value: bytes) -> str:
     short in collectors; CR/LF forge log lines) become U+FFFD; tabs stay."""
     text = value.decode("utf-8", "replace")
     return text if text.isprintable() else _CONTROL.sub("\ufffd", text)
+
+
+def python_safe_texts(values: tuple[bytes | None, ...]) -> tuple[str, ...]:
+    """safe_text of each value, "" for None: several in one call."""
+    return tuple("" if value is None else python_safe_text(value) for value in values)
 
 
 def python_scan_headers(fields: Fields, names: tuple[bytes, ...]
@@ -39,16 +44,13 @@ def python_scan_headers(fields: Fields, names: tuple[bytes, ...]
     return tuple(found), size
 
 
-if speedups is None:
-    safe_text = python_safe_text
-    scan_headers = python_scan_headers
-else:
-    _native_text = speedups.safe_text
+safe_text: Callable[[bytes], str] = python_safe_text
+safe_texts: Callable[[tuple[bytes | None, ...]], tuple[str, ...]] = python_safe_texts
+scan_headers = python_scan_headers
+if speedups is not None:
+    safe_text = speedups.safe_text  # the twins, called directly
+    safe_texts = speedups.safe_texts
     _native_scan = speedups.scan_headers
-
-    def safe_text(value: bytes) -> str:
-        text = _native_text(value)
-        return python_safe_text(value) if text is None else text
 
     def scan_headers(fields: Fields, names: tuple[bytes, ...]
                      ) -> tuple[tuple[bytes | None, ...], int]:

@@ -133,3 +133,11 @@ def test_scan_headers_leaves_odd_shapes_to_python() -> None:
     odd: tuple[tuple[bytes, bytes], ...] = ((b"Host", "not bytes"),)  # type: ignore[assignment]
     assert NATIVE.scan_headers(odd, NAMES) is None
     assert text.scan_headers(odd, NAMES) == text.python_scan_headers(odd, NAMES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | st.binary(max_size=20), max_size=8).map(tuple))
+def test_safe_texts_equals_the_python_reference(values: tuple[bytes | None, ...]) -> None:
+    from ipfix import text
+
+    assert NATIVE.safe_texts(values) == text.python_safe_texts(values)

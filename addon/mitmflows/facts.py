@@ -17,7 +17,7 @@ from mitmproxy import http
 from mitmproxy.proxy import mode_specs, server_hooks
 
 from ipfix.http_record import HttpFlowRecord, Termination
-from ipfix.text import safe_text, scan_headers
+from ipfix.text import safe_text, safe_texts, scan_headers
 
 from .convert import endpoint, endpoints, flow_id_of, ms
 from .privacy import Redactor, cookie_value, default_redactor
@@ -98,24 +98,26 @@ _STATUS_LINE = 9  # version, " ", 3 digits, " ", reason, CRLF; and the blank lin
 
 def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
     """The record: text made safe for collectors, privacy rules applied, sizes counted."""
-    text = safe_text
     (host_header, user_agent, content_type, referrer, forwarded_for, cookie), header_size = (
         scan_headers(facts.request_headers, _REQUEST_HEADERS))
+    method, path, version, user_agent_text, content_type_text, forwarded_for_text = (
+        safe_texts((facts.method, facts.path, facts.http_version, user_agent, content_type,
+                    forwarded_for)))
     if rules.reverse_without_host and facts.sni:
         host = facts.sni  # mitmproxy rewrote Host to the upstream; SNI is what the client asked
     elif facts.authority:
-        host = text(facts.authority)
+        host = safe_text(facts.authority)
     else:
-        host = facts.host if host_header is None else text(host_header)
-    target, _, query = text(facts.path).partition("?")
+        host = facts.host if host_header is None else safe_text(host_header)
+    target, _, query = path.partition("?")
     if query:
         query = rules.redactor.query(query)
     referrer_text = ""
     if referrer is not None:  # the previous page's URL: its query holds secrets as ours does
-        referrer_text = rules.redactor.url(text(referrer))
+        referrer_text = rules.redactor.url(safe_text(referrer))
     cookie_text = ""
     if cookie is not None and rules.cookies != "off":
-        cookie_text = cookie_value(text(cookie), rules.cookies, rules.hash_key)
+        cookie_text = cookie_value(safe_text(cookie), rules.cookies, rules.hash_key)
     uploaded = facts.uploaded
     initiator = (len(facts.method) + len(facts.path) + len(facts.http_version) + _REQUEST_LINE
                  + header_size + uploaded)
@@ -130,27 +132,21 @@ def record_from_facts(facts: FlowFacts, rules: RecordRules) -> HttpFlowRecord:
     else:
         (response_type_header,), response_size = scan_headers(facts.response_headers,
                                                               _CONTENT_TYPE)
-        if response_type_header is not None:
-            response_type = text(response_type_header)
-        reason = text(facts.reason)
+        reason, response_type = safe_texts((facts.reason, response_type_header))
         downloaded = facts.downloaded
         responder = (len(facts.response_version) + len(facts.reason) + _STATUS_LINE
                      + response_size + downloaded)
         if facts.response_end:
-            end_ms = ms(facts.response_end)
+            end_ms = int(facts.response_end * 1000)
         if facts.response_start and facts.request_end:
-            ttfb = max(ms(facts.response_start) - ms(facts.request_end), 0)
+            ttfb = max(int(facts.response_start * 1000) - int(facts.request_end * 1000), 0)
     return HttpFlowRecord(  # positional, in HttpFlowRecord's field order
         flow_id_of(facts.flow_id), ms(facts.request_start), end_ms, client, proxy, upstream,
-        client_port, proxy_port, upstream_port,
-        17 if facts.http_version == b"HTTP/3" else 6,
+        client_port, proxy_port, upstream_port, 17 if facts.http_version == b"HTTP/3" else 6,
         initiator + responder, initiator, responder, uploaded, downloaded, status,
-        facts.flow_end_reason, facts.termination_state, ttfb, text(facts.method), host,
-        target, query, text(facts.http_version), reason,
-        "" if user_agent is None else text(user_agent),
-        "" if content_type is None else text(content_type), response_type, referrer_text,
-        "" if forwarded_for is None else text(forwarded_for), cookie_text, facts.sni or "",
-        facts.tls_version or "")
+        facts.flow_end_reason, facts.termination_state, ttfb, method, host, target, query,
+        version, reason, user_agent_text, content_type_text, response_type, referrer_text,
+        forwarded_for_text, cookie_text, facts.sni or "", facts.tls_version or "")
 
 
 def connect_failure_record(data: server_hooks.ServerConnectionHookData,
