@@ -407,6 +407,42 @@ static PyObject *safe_text(PyObject *self, PyObject *data) {
     return text;
 }
 
+/*
+ * hex64(text) -> int or None: the number the first 16 hex digits of `text` spell, dashes
+ * skipped (a UUID's first 64 bits); None for anything else: the Python reference
+ * (ipfix.text.python_hex64) answers then.
+ */
+static PyObject *hex64(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+        Py_RETURN_NONE;
+    }
+    const char *p = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    unsigned long long value = 0;
+    int digits = 0;
+    for (Py_ssize_t i = 0; i < size && digits < 16; i++) {
+        char c = p[i];
+        int nibble;
+        if (c >= '0' && c <= '9') {
+            nibble = c - '0';
+        } else if (c >= 'a' && c <= 'f') {
+            nibble = c - 'a' + 10;
+        } else if (c >= 'A' && c <= 'F') {
+            nibble = c - 'A' + 10;
+        } else if (c == '-') {
+            continue;
+        } else {
+            Py_RETURN_NONE;
+        }
+        value = (value << 4) | (unsigned long long)nibble;
+        digits++;
+    }
+    if (digits != 16) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLongLong(value);
+}
+
 /* safe_texts(values) -> tuple: safe_text of each bytes value of a tuple, "" for None. */
 static PyObject *safe_texts(PyObject *self, PyObject *values) {
     if (!PyTuple_Check(values)) {
@@ -437,6 +473,8 @@ static PyMethodDef methods[] = {
      "scan_headers(fields, names) -> (first value of each name or None, HTTP/1.1 size)"
      " or None for the Python path."},
     {"safe_text", safe_text, METH_O, "safe_text(data) -> text a collector can show."},
+    {"hex64", hex64, METH_O,
+     "hex64(text) -> the number of its first 16 hex digits (dashes skipped), or None."},
     {"safe_texts", safe_texts, METH_O,
      "safe_texts(values) -> safe_text of each bytes value of a tuple, '' for None."},
     {NULL, NULL, 0, NULL},

@@ -1,5 +1,5 @@
 """Text as records carry it: bytes from the wire made into text every collector can show,
-and one pass over HTTP header fields.
+one pass over HTTP header fields, and the 64-bit number at the head of a UUID.
 
 Each function has a C twin in `_speedups` (the header scan answers None for odd shapes,
 which the Python one takes); these Python functions are the reference, and the only
@@ -29,6 +29,15 @@ def python_safe_texts(values: tuple[bytes | None, ...]) -> tuple[str, ...]:
     return tuple("" if value is None else python_safe_text(value) for value in values)
 
 
+def python_hex64(text: str) -> int:
+    """The number the first 16 hex digits of `text` spell, dashes skipped: a UUID's first
+    64 bits (ValueError for anything else)."""
+    digits = text.replace("-", "")[:16]
+    if len(digits) != 16:
+        raise ValueError(f"fewer than 16 hex digits in {text!r}")
+    return int(digits, 16)
+
+
 def python_scan_headers(fields: Fields, names: tuple[bytes, ...]
                         ) -> tuple[tuple[bytes | None, ...], int]:
     """The first value of each of `names` (lower-case) among `fields`, ASCII case ignored,
@@ -47,12 +56,19 @@ def python_scan_headers(fields: Fields, names: tuple[bytes, ...]
 safe_text: Callable[[bytes], str] = python_safe_text
 safe_texts: Callable[[tuple[bytes | None, ...]], tuple[str, ...]] = python_safe_texts
 scan_headers = python_scan_headers
+hex64 = python_hex64
 if speedups is not None:
     safe_text = speedups.safe_text  # the twins, called directly
     safe_texts = speedups.safe_texts
     _native_scan = speedups.scan_headers
 
+    _native_hex64 = speedups.hex64
+
     def scan_headers(fields: Fields, names: tuple[bytes, ...]
                      ) -> tuple[tuple[bytes | None, ...], int]:
         result = _native_scan(fields, names) if isinstance(fields, tuple) else None
         return python_scan_headers(fields, names) if result is None else result
+
+    def hex64(text: str) -> int:
+        value = _native_hex64(text)
+        return python_hex64(text) if value is None else int(value)

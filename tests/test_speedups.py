@@ -141,3 +141,20 @@ def test_safe_texts_equals_the_python_reference(values: tuple[bytes | None, ...]
     from ipfix import text
 
     assert NATIVE.safe_texts(values) == text.python_safe_texts(values)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.uuids().map(str) | st.text("0123456789abcdefABCDEF-xg\u00e9", max_size=40))
+def test_hex64_equals_the_python_reference(text_value: str) -> None:
+    from ipfix import text
+
+    try:
+        expected: object = text.python_hex64(text_value)
+    except ValueError:
+        expected = ValueError
+    native = NATIVE.hex64(text_value)
+    assert native is None or native == expected
+    try:
+        assert text.hex64(text_value) == expected
+    except ValueError:
+        assert expected is ValueError

@@ -7,6 +7,8 @@ import functools
 import time
 from typing import Any
 
+from ipfix.text import hex64
+
 
 def ms(timestamp: float | None) -> int:
     """Milliseconds from a proxy's float seconds; 0 (not exported as a time) for none."""
@@ -20,7 +22,7 @@ def now_ms() -> int:
 def flow_id_of(uuid: str) -> int:
     """flowId from a proxy's UUID: its first 64 bits, so every record of one flow (interim,
     final) and of one connection carries the same id."""
-    return int(uuid.replace("-", "")[:16], 16)
+    return hex64(uuid)
 
 
 @functools.lru_cache(maxsize=4096)
