@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,12 @@ def main() -> int:
                  "--set", f"flowexport_collectors=127.0.0.1:{sink.port}",
                  "--set", "flowexport_statistics_interval_s=5"],
                 stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until mitmdump listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
         seconds = int(args.minutes * 60)
         load = subprocess.Popen(["wrk", "-t1", "-c20", f"-d{seconds}s",
                                  f"http://127.0.0.1:{port}/"], stdout=subprocess.PIPE, text=True)
