@@ -138,7 +138,7 @@ def test_small_messages_truncate_to_fit_never_drop(batch: list[HttpFlowRecord], 
     assert session.truncations.count >= cuts
 
 
-@settings(max_examples=20, deadline=None)  # each example decodes every prefix
+@settings(max_examples=10, deadline=None)  # each example decodes every prefix
 @given(st.lists(records(st.text(max_size=40)), min_size=1, max_size=5))
 def test_every_prefix_decodes_fewer_records_or_raises(batch: list[HttpFlowRecord]) -> None:
     for fmt in ExportFormat:

@@ -39,7 +39,7 @@ def template_and_values(draw: st.DrawFn) -> tuple[template.Template, list[object
     return chosen, [draw(value_for(f)) for f in chosen.fields]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(template_and_values())
 def test_same_bytes_or_same_error(case: tuple[template.Template, list[object]]) -> None:
     chosen, values = case
