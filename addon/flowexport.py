@@ -25,7 +25,8 @@ from mitmproxy.proxy import server_hooks
 
 try:
     from ipfix.exporter import Exporter
-    from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord, Termination
+    from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord
+    from ipfix.termination import Termination
     from mitmflows import options
     from mitmflows.convert import now_ms
     from mitmflows.facts import connect_failure_record, read_http_flow, record_from_facts

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
-from .http_record import FlowEndReason, Termination
+from .termination import FlowEndReason, Termination
 
 Fields = Mapping[str, object]
 

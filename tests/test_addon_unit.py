@@ -13,7 +13,7 @@ from mitmproxy.addons import proxyserver
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
-from ipfix.http_record import Termination
+from ipfix.termination import Termination
 
 
 def configured(**options: object) -> tuple[Any, Any]:

@@ -89,4 +89,7 @@ def test_registry_json_matches_and_covers_every_element() -> None:
     query = next(r for r in rows if r["name"] == "httpRequestQuery")
     assert (query["elementId"], query["enterpriseNumber"], query["netflow9FieldType"]) == (
         3, 57011, 32771)
-    assert query["inHttpRecord"] and query["dataType"] == "string"
+    assert query["records"] == ["http"] and query["dataType"] == "string"
+    sni = next(r for r in rows if r["name"] == "tlsServerName")
+    assert sni["records"] == ["http", "connection"]
+    assert next(r for r in rows if r["name"] == "dnsAnswers")["records"] == ["dns"]

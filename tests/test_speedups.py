@@ -10,15 +10,17 @@ from hypothesis import strategies as st
 
 from ipfix import template
 from ipfix.errors import EncodeError
-from ipfix.http_record import DEFAULT_MAX_LENGTHS, ipfix_http_templates, netflow9_http_templates
 from ipfix.ie import DEFAULT_REGISTRY
+from ipfix.layout import LayoutEncoder
 from ipfix.native import speedups as _speedups
+from ipfix.records import ALL_LAYOUTS, DEFAULT_MAX_LENGTHS
 from ipfix.template import RecordEncoder
 
 pytestmark = pytest.mark.skipif(_speedups is None, reason="C part not built")
 NATIVE: Any = _speedups
 
-TEMPLATES = ipfix_http_templates(DEFAULT_REGISTRY) + netflow9_http_templates(DEFAULT_REGISTRY)
+TEMPLATES = [t for layout in ALL_LAYOUTS for t in (*layout.ipfix_templates(DEFAULT_REGISTRY),
+                                                  *layout.netflow9_templates(DEFAULT_REGISTRY))]
 
 
 def value_for(field: template.TemplateField) -> st.SearchStrategy[object]:
@@ -80,12 +82,13 @@ def test_v9_uptimes_from_c_match_the_python_values(start: int, end: int, client:
                                                    private_fields: bool) -> None:
     """The C encoder computes FIRST/LAST_SWITCHED itself (max(ms - boot, 0) mod 2^32);
     out-of-range times fall back to Python, which raises or encodes the same."""
-    from ipfix.http_record import HttpRecordEncoder
+    from ipfix.http_record import HTTP_RECORDS
     from tests.conftest import sample_record
 
-    templates = netflow9_http_templates(DEFAULT_REGISTRY, include_enterprise=private_fields)
-    native = HttpRecordEncoder(templates, netflow9_boot_time_ms=BOOT_MS)
-    python = HttpRecordEncoder(templates, netflow9_boot_time_ms=BOOT_MS)
+    templates = HTTP_RECORDS.netflow9_templates(DEFAULT_REGISTRY,
+                                                include_enterprise=private_fields)
+    native = LayoutEncoder(HTTP_RECORDS, templates, netflow9_boot_time_ms=BOOT_MS)
+    python = LayoutEncoder(HTTP_RECORDS, templates, netflow9_boot_time_ms=BOOT_MS)
     python._lanes = [(template_id, encoder, None) for template_id, encoder, _ in python._lanes]
     for field_encoder in python._encoders:
         field_encoder.native_plan = None

@@ -11,7 +11,7 @@ from mitmproxy import http
 from mitmproxy.flow import Error
 from mitmproxy.test import tflow
 
-from ipfix.http_record import Termination
+from ipfix.termination import Termination
 from mitmflows.termination import termination_of
 
 TCP_TIMEOUT_MS = 600_000

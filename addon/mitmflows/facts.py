@@ -16,7 +16,8 @@ import msgspec
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs, server_hooks
 
-from ipfix.http_record import HttpFlowRecord, Termination
+from ipfix.http_record import HttpFlowRecord
+from ipfix.termination import Termination
 from ipfix.text import safe_text, safe_texts, scan_headers
 
 from .convert import endpoint, endpoints, flow_id_of, ms

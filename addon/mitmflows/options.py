@@ -20,8 +20,9 @@ from mitmproxy.proxy import mode_specs
 
 from ipfix.destinations import DEFAULT_COLLECTOR, CollectorKind, CollectorSpec, parse_collector
 from ipfix.exporter import Exporter
-from ipfix.http_record import DEFAULT_MAX_LENGTHS, HTTP_RECORDS
+from ipfix.http_record import HTTP_RECORDS
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
+from ipfix.records import STRING_ELEMENTS
 from ipfix.session import SessionConfig
 
 from .facts import RecordRules
@@ -29,7 +30,6 @@ from .privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
 
 logger = logging.getLogger(__name__)
 
-STRING_ELEMENTS = frozenset(DEFAULT_MAX_LENGTHS)  # every string element of the records
 # mitmproxy options that change what flowexport does
 MITMPROXY_OPTIONS = frozenset(("tcp_timeout", "mode", "keep_host_header", "stream_large_bodies"))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from mitmproxy import http
 from mitmproxy.flow import Error
 
-from ipfix.http_record import FlowEndReason, Termination
+from ipfix.termination import FlowEndReason, Termination
 
 from .convert import ms
 
