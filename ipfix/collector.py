@@ -28,7 +28,7 @@ from .errors import DecodeError
 from .filereader import read_messages
 from .ie import DEFAULT_ENTERPRISE_NUMBER, build_registry
 from .netflow9 import DEFAULT_PRIVATE_BASE
-from .readable import Summary, is_http_record, line
+from .readable import Summary, is_readable_record, line
 
 DEFAULT_LISTEN = "127.0.0.1:4739"  # loopback unless asked otherwise; 4739 is IANA's IPFIX port
 MAX_DATAGRAM = 65535
@@ -90,7 +90,7 @@ class Printer:
             if self.fmt == "json":
                 self._json(exporter, message, record)
             elif self.fmt == "human":
-                if is_http_record(record.fields):
+                if is_readable_record(record.fields):
                     self.out.write(line(record.fields, colour=self.colour) + "\n")
             else:
                 self._pretty(exporter, message, record)

@@ -121,6 +121,7 @@ class Exporter:
         self._closed = False
         self._statistics_interval_ms = config.statistics_interval_ms
         self._next_log = start + config.statistics_interval_ms
+        self._cut_by_producer = 0
 
     # -- producer side: called from hooks -------------------------------------------------
 
@@ -146,6 +147,11 @@ class Exporter:
             elif queued == WAKE_AT_RECORDS:
                 self._wakeup.set()
         return True
+
+    def count_truncated(self, fields: int) -> None:
+        """Fields a producer cut before handing the record over (lists cut between items
+        to fit every collector): reported with the encoder's own cuts."""
+        self._cut_by_producer += fields
 
     def count_lost(self, now: int | None = None) -> None:
         """A record that could not be built: counted as unencodable and as not sent."""
@@ -448,7 +454,8 @@ class Exporter:
 
     def statistics_line(self) -> str:
         stats = self.statistics
-        stats.truncations = sum(t.session.truncations.count for t in self._targets)
+        stats.truncations = self._cut_by_producer + sum(t.session.truncations.count
+                                                        for t in self._targets)
         return (f"flowexport: {stats.records} records, {stats.exported} sent, "
                 f"{stats.datagrams} datagrams, {stats.octets} bytes, {stats.dropped} dropped, "
                 f"{stats.encode_errors} unencodable, {stats.send_errors} send errors, "

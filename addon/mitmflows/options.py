@@ -18,20 +18,29 @@ from mitmproxy import exceptions, flowfilter
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
+from ipfix.connection_record import CONNECTION_RECORDS
 from ipfix.destinations import DEFAULT_COLLECTOR, CollectorKind, CollectorSpec, parse_collector
+from ipfix.dns_record import DNS_RECORDS
 from ipfix.exporter import Exporter
 from ipfix.http_record import HTTP_RECORDS
 from ipfix.ie import DEFAULT_ENTERPRISE_NUMBER
-from ipfix.records import STRING_ELEMENTS
-from ipfix.session import SessionConfig
+from ipfix.layout import RecordLayout
+from ipfix.records import DEFAULT_MAX_LENGTHS, DEFAULT_V9_WIDTHS, STRING_ELEMENTS
+from ipfix.session import ExportFormat, SessionConfig
 
 from .facts import RecordRules
+from .hello import Limits
 from .privacy import COOKIE_MODES, DEFAULT_REDACTED, Redactor
 
 logger = logging.getLogger(__name__)
 
 # mitmproxy options that change what flowexport does
-MITMPROXY_OPTIONS = frozenset(("tcp_timeout", "mode", "keep_host_header", "stream_large_bodies"))
+MITMPROXY_OPTIONS = frozenset(("tcp_timeout", "mode", "keep_host_header", "stream_large_bodies",
+                               "ignore_hosts", "allow_hosts"))
+# the kinds of flows that can become records; the record kind each is exported as
+KINDS: dict[str, RecordLayout] = {
+    "http": HTTP_RECORDS, "tcp": CONNECTION_RECORDS, "udp": CONNECTION_RECORDS,
+    "dns": DNS_RECORDS, "tls-failures": CONNECTION_RECORDS, "passthrough": CONNECTION_RECORDS}
 
 
 @dataclass(frozen=True)
@@ -47,14 +56,30 @@ class Settings:
     rules: RecordRules
     tcp_timeout_ms: int
     count_streams: bool  # bodies may be streamed: count them as they pass
-    every_flow: bool  # no sampling and no filter: every flow becomes a record
+    every_flow: bool  # no sampling, no filter, HTTP exported: every HTTP flow is a record
+    kinds: frozenset[str]  # of KINDS
+    hello_limits: Limits  # bytes of text every collector's records carry
+    answers_limit: int
+    watch_passthrough: bool  # ignore_hosts or allow_hosts set: connections may pass untouched
+
+    @property
+    def layouts(self) -> list[RecordLayout]:
+        """The record kinds to announce templates for, in KINDS order, each once."""
+        return list(dict.fromkeys(KINDS[kind] for kind in KINDS if kind in self.kinds))
 
     def wants(self, flow: Any) -> bool:
         """Whether a flow becomes records: 1 in `sampling` by flow id (so interim and final
         records of a flow agree), and matching the filter."""
+        if flow.type not in self.kinds:  # "http", "tcp", "udp", "dns"
+            return False
         if self.sampling > 1 and int(flow.id[:8], 16) % self.sampling:
             return False
         return self.flow_filter is None or bool(self.flow_filter(flow))
+
+    def wants_connection(self, connection_id: str) -> bool:
+        """Whether a record of a connection with no flow (passthrough, TLS failure) is
+        made: sampled by its id like flows; the filter has no flow to match."""
+        return self.sampling <= 1 or not int(connection_id[:8], 16) % self.sampling
 
 
 def declare(loader: Loader) -> None:
@@ -79,8 +104,12 @@ def declare(loader: Loader) -> None:
         "Log a statistics line and export statistics records this often.")
     add("flowexport_active_timeout_s", int, 60,
         "Export interim records of WebSocket and streamed exchanges this often.")
+    add("flowexport_kinds", Sequence[str], list(KINDS),
+        "The kinds of flows that become records: " + ", ".join(KINDS) + " (repeat; "
+        "default: all).")
     add("flowexport_filter", str, "",
-        "mitmproxy filter expression: export only the flows it matches.")
+        "mitmproxy filter expression: export only the flows it matches (HTTP, TCP, UDP "
+        "and DNS flows; passthrough and TLS failure records have no flow to match).")
     add("flowexport_sampling", int, 1, "Export one flow in N (1: every flow).")
     add("flowexport_max_lengths", Sequence[str], [],
         "Per-field limits in bytes, as ELEMENT=N (e.g. httpRequestTarget=2048).")
@@ -172,6 +201,13 @@ def parse(options: Any) -> Settings:
     except re.error as exc:
         raise exceptions.OptionsError(
             f"flowexport_redact_values: {exc.pattern!r}: {exc}") from None
+    kinds = frozenset(options.flowexport_kinds)
+    unknown = sorted(kinds - set(KINDS))
+    if unknown:
+        raise exceptions.OptionsError(
+            f"flowexport_kinds: {', '.join(map(repr, unknown))} not among {', '.join(KINDS)}")
+    if not kinds:
+        raise exceptions.OptionsError("flowexport_kinds: give at least one kind")
     flow_filter = None
     if options.flowexport_filter:
         try:
@@ -198,8 +234,9 @@ def parse(options: Any) -> Settings:
             netflow9_private_base=options.flowexport_netflow9_private_base,
             netflow9_enterprise_fields=options.flowexport_netflow9_private_fields,
             sampling_interval=options.flowexport_sampling)
+        layouts = list(dict.fromkeys(KINDS[kind] for kind in KINDS if kind in kinds))
         for spec in collectors:  # builds templates: refuses sizes and widths that cannot work
-            Exporter([spec], session, [HTTP_RECORDS])
+            Exporter([spec], session, layouts)
     except ValueError as exc:
         raise exceptions.OptionsError(f"flowexport: {exc}") from None
     reverse = any(isinstance(mode_specs.ProxyMode.parse(m), mode_specs.ReverseMode)
@@ -220,7 +257,25 @@ def parse(options: Any) -> Settings:
         # that is not loaded
         count_streams=bool(options.flowexport_count_streams
                            or getattr(options, "stream_large_bodies", None)),
-        every_flow=options.flowexport_sampling == 1 and flow_filter is None)
+        every_flow=(options.flowexport_sampling == 1 and flow_filter is None
+                    and "http" in kinds),
+        kinds=kinds, hello_limits=Limits(server_name=text_limit(session, collectors,
+                                                                "tlsServerName"),
+                                         alpn_offers=text_limit(session, collectors,
+                                                                "tlsOfferedApplicationProtocols")),
+        answers_limit=text_limit(session, collectors, "dnsAnswers"),
+        watch_passthrough=bool(options.ignore_hosts or options.allow_hosts))
+
+
+def text_limit(session: SessionConfig, collectors: Sequence[CollectorSpec], element: str) -> int:
+    """Bytes of `element` that reach every collector: the IPFIX limit, or a NetFlow v9
+    width less its NUL byte where that is smaller. Lists (answers, ALPN offers) are cut
+    to this between items, so no collector sees half an item."""
+    limit = session.max_lengths.get(element, DEFAULT_MAX_LENGTHS[element])
+    if any(spec.format is ExportFormat.NETFLOW9 for spec in collectors):
+        width = session.netflow9_widths.get(element, DEFAULT_V9_WIDTHS[element])
+        limit = min(limit, width - 1)
+    return limit
 
 
 def string_lengths(option: str, entries: Sequence[str]) -> dict[str, int]:
