@@ -16,7 +16,7 @@ import pytest
 from ipfix.decoder import Decoder
 from tests.e2e import Capture, Mitmdump, Upstream
 from tests.libfixbuf import ipfix_dump
-from tests.test_interop_tshark import flows, http_flows, tshark_json, tshark_problems
+from tests.tshark import flows, http_flows, tshark_json, tshark_problems
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")]

@@ -6,7 +6,6 @@ import json
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,13 +14,10 @@ import pytest
 from ipfix.ie import snake_case
 from ipfix.session import ExportFormat
 from tests.conftest import run_session, sample_record, timed_stream
+from tests.pmacct import PRIMITIVES, primitive_names, shipped_config, start_nfacctd
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(shutil.which("nfacctd") is None, reason="pmacct not installed")]
-
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "pmacct"
-PRIMITIVES = {ExportFormat.IPFIX: DEPLOY / "primitives-ipfix.lst",
-              ExportFormat.NETFLOW9: DEPLOY / "primitives-netflow9.lst"}
 
 RECORDS = [
     sample_record(0),
@@ -30,23 +26,6 @@ RECORDS = [
     sample_record(2, client_address="2001:db8::10", proxy_address="2001:db8::1",
                   upstream_address="2001:db8::7", query="", status_code=503),
 ]
-
-
-def primitive_names(path: Path) -> list[str]:
-    return [line.split()[0].removeprefix("name=") for line in path.read_text().splitlines()
-            if line.startswith("name=")]
-
-
-def start_nfacctd(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """nfacctd with `config`, once it says it is waiting for data."""
-    with log.open("w") as log_file:
-        process = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=log_file,
-                                   stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while "waiting for" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert "waiting for" in log.read_text(), log.read_text()
-    return process
 
 
 def run_nfacctd(tmp_path: Path, port: int, fmt: ExportFormat) -> list[dict[str, object]]:
@@ -106,22 +85,6 @@ def test_nfacctd_decodes_standard_and_enterprise_fields(tmp_path: Path, udp_port
         assert str(row[snake_case("downloadedBytes")]) == str(record.downloaded_bytes)
         assert str(row[snake_case("flowId")]) == str(record.flow_id)
         assert str(row[snake_case("initiatorOctets")]) == str(record.initiator_octets)
-
-
-def shipped_config(tmp_path: Path, fmt: ExportFormat, port: int) -> tuple[Path, Path]:
-    """The committed nfacctd config, with only address, port and paths changed for the test."""
-    flavour = "ipfix" if fmt is ExportFormat.IPFIX else "netflow9"
-    output = tmp_path / "flows.json"
-    replace = {"nfacctd_ip": "127.0.0.1", "nfacctd_port": str(port),
-               "aggregate_primitives": str(PRIMITIVES[fmt]), "print_output_file": str(output),
-               "print_refresh_time": "1"}
-    lines = []
-    for line in (DEPLOY / f"nfacctd-{flavour}.conf").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        lines.append(f"{key}: {replace[key]}" if key in replace else line)
-    config = tmp_path / "nfacctd.conf"
-    config.write_text("\n".join(lines) + "\n")
-    return config, output
 
 
 @pytest.mark.parametrize("fmt", list(ExportFormat))
