@@ -33,6 +33,8 @@ try:
     from mitmflows.connect_failures import Record, connect_failure
     from mitmflows.convert import now_ms
     from mitmflows.dns import (
+        NO_ANSWER,
+        SHUT_DOWN,
         PendingQueries,
         dns_record,
         is_dns_connection,
@@ -138,7 +140,8 @@ class FlowExport:
         for counts in list(self.streams.entries.values()):
             self._stream_final(counts.flow, forced=True)
         for client_id in list(self.queries.by_client):
-            self._unanswered(client_id, Termination.PROXY_ERROR)
+            self._unanswered(self.queries.server_gone(client_id), Termination.PROXY_ERROR,
+                             SHUT_DOWN)
         for relayed in list(self.passthrough.values()):
             self._passthrough_final(relayed, forced=True)
         self.passthrough.clear()
@@ -204,6 +207,11 @@ class FlowExport:
         if self.queries.by_client or (self.settings is not None and "dns" in self.settings.kinds
                                       and is_dns_connection(client)):
             self._dns_client_gone(client, quiet=failure is not None)
+
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if self.queries.by_client:
+            self._unanswered(self.queries.server_gone(data.client.id),
+                             Termination.UPSTREAM_TIMEOUT, NO_ANSWER)
 
     # TCP and UDP streams: counted as their messages pass, a record at their end (and
     # interim ones in between, from _tick)
@@ -335,11 +343,11 @@ class FlowExport:
                 self.exporter.count_lost()
             return None
 
-    def _submit(self, record: Record, cuts: int = 0) -> None:
+    def _submit(self, record: Record, cut_fields: int = 0) -> None:
         if self.exporter is not None:
             self.exporter.submit(record)
-            if cuts:
-                self.exporter.count_truncated(cuts)
+            if cut_fields:
+                self.exporter.count_truncated(cut_fields)
 
     def _stream_start(self, flow: Stream, kind: str) -> None:
         settings = self.settings
@@ -381,15 +389,16 @@ class FlowExport:
         if settings.wants(flow):
             self._submit_dns(flow, None)
 
-    def _submit_dns(self, flow: dns.DNSFlow, termination: Termination | None) -> None:
+    def _submit_dns(self, flow: dns.DNSFlow, termination: Termination | None,
+                    why: str = NO_ANSWER) -> None:
         settings = self.settings
         assert settings is not None
         try:
-            record, cut = dns_record(flow, now_ms(), settings.answers_limit, termination)
+            record, cut = dns_record(flow, now_ms(), settings.answers_limit, termination, why)
         except Exception:
             self._lost(flow.id)
             return
-        self._submit(record, cut)
+        self._submit(record, 1 if cut else 0)  # one field, however many answers
 
     def _dns_client_gone(self, client: Any, *, quiet: bool) -> None:
         """Queries of a client that went unanswered; a DNS connection with no flow at all
@@ -405,11 +414,11 @@ class FlowExport:
                 settings.wants_connection(client.id)):
             self._submit(unparsed_connection_record(client, now_ms()))
 
-    def _unanswered(self, client_id: str, termination: Termination) -> None:
-        waiting, _ = self.queries.client_gone(client_id)
+    def _unanswered(self, waiting: list[dns.DNSFlow], termination: Termination,
+                    why: str) -> None:
         for flow in waiting:
             if self.settings is not None and self.settings.wants(flow):
-                self._submit_dns(flow, termination)
+                self._submit_dns(flow, termination, why)
 
     def _tls_failed(self, data: tls.TlsData) -> None:
         settings = self.settings
@@ -537,6 +546,7 @@ websocket_message = _addon.websocket_message
 websocket_end = _addon.websocket_end
 server_connect_error = _addon.server_connect_error
 client_disconnected = _addon.client_disconnected
+server_disconnected = _addon.server_disconnected
 tcp_start = _addon.tcp_start
 tcp_message = _addon.tcp_message
 tcp_end = _addon.tcp_end

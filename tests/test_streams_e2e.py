@@ -41,6 +41,7 @@ class Setup:
             "--mode", f"reverse:udp://127.0.0.1:{self.udp_echo.port}@127.0.0.1:{self.udp_port}",
             "--mode", f"reverse:tcp://127.0.0.1:{self.refused_port}@127.0.0.1:{self.dead_port}",
             "--set", "flowexport_active_timeout_s=1")
+        self.proxy.wait_listening(self.tcp_port, self.long_port, self.udp_port, self.dead_port)
         self.started = time.monotonic()
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +48,25 @@ PMACCT_SKIPPED = {"protocolIdentifier", "octetDeltaCount", "flowStartMillisecond
 class ObservedProxy:
     """mitmdump with the addon, exporting IPFIX and NetFlow v9 to receivers of ours."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str,
+                 netflow9_widths: Mapping[str, int] | None = None) -> None:
         self.tmp_path = tmp_path
+        self.netflow9_widths = {**DEFAULT_V9_WIDTHS, **(netflow9_widths or {})}
+        widths = [f"flowexport_netflow9_widths={name}={width}"
+                  for name, width in (netflow9_widths or {}).items()]
         self.ipfix = Receiver()
         self.netflow9 = Receiver()
         # a regular-mode listener on the helper's port, so it can tell mitmdump listens
         self.proxy = Mitmdump(
-            tmp_path, "--mode", "regular", *args,
+            tmp_path, "--mode", "regular", *args, *[a for w in widths for a in ("--set", w)],
             "--set", f"flowexport_collectors=ipfix://127.0.0.1:{self.ipfix.port}",
             "--set", f"flowexport_collectors=netflow9://127.0.0.1:{self.netflow9.port}",
             "--set", "flowexport_flush_interval_ms=20")
+
+    def wait_listening(self, *ports: int) -> None:
+        """mitmdump starts its other modes' listeners after the regular one."""
+        assert wait_until(lambda: all(f"listening at 127.0.0.1:{port}." in self.proxy.log()
+                                      for port in ports)), self.proxy.log()
 
     def records(self, fmt: ExportFormat = ExportFormat.IPFIX) -> list[Record]:
         receiver = self.ipfix if fmt is ExportFormat.IPFIX else self.netflow9
@@ -99,7 +108,7 @@ class ObservedProxy:
             match = [f for f in decoded if f["cflow.flow_id"] == str(record["flowId"])
                      and _tshark_end(f) == tshark_time(record["flowEndMilliseconds"])]
             assert match, f"tshark has no record like {record}"
-            _same_in_tshark(match[0], record, fmt)
+            _same_in_tshark(match[0], record, fmt, self.netflow9_widths)
         return len(ours)
 
     def check_with_pmacct(self, port: int, chosen: Callable[[Record], bool]) -> int:
@@ -126,11 +135,12 @@ def _tshark_end(flow: dict[str, Any]) -> str:
     return ""
 
 
-def _same_in_tshark(flow: dict[str, Any], record: Record, fmt: ExportFormat) -> None:
+def _same_in_tshark(flow: dict[str, Any], record: Record, fmt: ExportFormat,
+                    widths: Mapping[str, int]) -> None:
     for name, key in TSHARK_KEYS.items():
         if name in record:
             assert flow[key] == str(record[name]), (name, flow[key], record[name])
-    expected = [_raw(element, record[name], fmt) for name, element in _elements(record)
+    expected = [_raw(element, record[name], fmt, widths) for name, element in _elements(record)
                 if element.is_enterprise]
     if fmt is ExportFormat.IPFIX:  # tshark leaves zero-length strings out
         expected = [raw for raw in expected if raw]
@@ -144,12 +154,13 @@ def _elements(record: Record) -> list[tuple[str, InformationElement]]:
     return [(name, DEFAULT_REGISTRY[name]) for name in record if name in DEFAULT_REGISTRY]
 
 
-def _raw(element: InformationElement, value: Any, fmt: ExportFormat) -> bytes:
+def _raw(element: InformationElement, value: Any, fmt: ExportFormat,
+         widths: Mapping[str, int]) -> bytes:
     """The bytes of an enterprise field as sent (a v9 string padded to its width)."""
     if element.data_type is DataType.STRING:
         raw = str(value).encode()
         if fmt is ExportFormat.NETFLOW9:
-            raw = raw.ljust(DEFAULT_V9_WIDTHS[element.name], b"\0")
+            raw = raw.ljust(widths[element.name], b"\0")
         return raw
     return int(value).to_bytes(element.default_length, "big")
 

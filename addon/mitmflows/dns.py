@@ -33,6 +33,7 @@ from .tls import clean
 
 NO_MESSAGE = "no DNS message the proxy could parse"
 NO_ANSWER = "no answer before the connection ended"
+SHUT_DOWN = "no answer before the proxy shut down"
 
 
 def flags_word(message: dns.DNSMessage) -> int:
@@ -94,9 +95,11 @@ def dns_termination(flow: dns.DNSFlow) -> Termination:
 
 
 def dns_record(flow: dns.DNSFlow, now_ms: int, answers_limit: int,
-               termination: Termination | None = None) -> tuple[DnsRecord, int]:
-    """The record of a query, answered or failed (or unanswered, with `termination`), and
-    how many answers were left out to keep dnsAnswers within `answers_limit` bytes."""
+               termination: Termination | None = None,
+               why: str = NO_ANSWER) -> tuple[DnsRecord, int]:
+    """The record of a query, answered or failed (or unanswered, with `termination` and
+    `why`), and how many answers were left out to keep dnsAnswers within `answers_limit`
+    bytes."""
     client = flow.client_conn
     client_host, client_port, proxy_host, proxy_port = endpoints(client.peername,
                                                                  client.sockname)
@@ -122,7 +125,7 @@ def dns_record(flow: dns.DNSFlow, now_ms: int, answers_limit: int,
         query_type=question.type if question is not None else 0,
         query_class=question.class_ if question is not None else 0,
         error=clean(flow.error.msg) if flow.error is not None else
-        (NO_ANSWER if termination is Termination.UPSTREAM_TIMEOUT else ""))
+        ("" if termination is Termination.COMPLETED else why))
     cut = 0
     header = response if response is not None else request
     if header is not None:
@@ -177,6 +180,11 @@ class PendingQueries:
             waiting.pop(flow.id, None)
             if not waiting:
                 del self.by_client[client_id]
+
+    def server_gone(self, client_id: str) -> list[dns.DNSFlow]:
+        """The queries of a client whose upstream connection closed: mitmproxy reads no
+        answer after that (and over TCP keeps a client that half-closed until shutdown)."""
+        return list(self.by_client.pop(client_id, {}).values())
 
     def client_gone(self, client_id: str) -> tuple[list[dns.DNSFlow], bool]:
         """The queries of a client that went unanswered, and whether it made any flow."""

@@ -25,7 +25,7 @@ class HelloFacts(msgspec.Struct, frozen=True, gc=False):
     server_name: str = ""
     alpn_offers: str = ""  # comma-separated
     version: str = ""  # the highest offered: "TLSv1.3"
-    cuts: int = 0  # items or characters left out to stay within the limits
+    cuts: int = 0  # fields cut (server name, offered ALPN) to stay within the limits
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -63,7 +63,7 @@ def hello_facts(hello: ClientHello, limits: Limits) -> HelloFacts:
     alpn_text, alpn_cuts = join_within([safe_text(a) for a in alpn], ",", limits.alpn_offers)
     return HelloFacts(server_name=server_name, alpn_offers=alpn_text,
                       version=highest_version(versions or [_legacy_version(hello)]),
-                      cuts=cuts + alpn_cuts)
+                      cuts=cuts + (1 if alpn_cuts else 0))
 
 
 def _raw_server_name(body: bytes) -> str:
