@@ -19,9 +19,8 @@ from ipfix.dns_record import DnsRecord
 from ipfix.http_record import HttpFlowRecord
 from ipfix.termination import FlowEndReason, Termination
 
-from .convert import endpoints, flow_id_of, ms
+from .convert import clean, endpoints, flow_id_of, ms
 from .facts import connect_failure_record as http_connect_failure_record
-from .tls import clean
 
 _STREAM_SCHEMES = {"tcp": FlowKind.TCP_STREAM, "tls": FlowKind.TCP_STREAM,
                    "udp": FlowKind.UDP_STREAM, "dtls": FlowKind.UDP_STREAM,

@@ -1,5 +1,5 @@
 """mitmproxy's values as records carry them: float seconds as epoch milliseconds, flow
-UUIDs as 64-bit flow ids, peer tuples as (host, port)."""
+UUIDs as 64-bit flow ids, peer tuples as (host, port), sentences as one printable line."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ import functools
 import time
 from typing import Any
 
-from ipfix.text import hex64
+from ipfix.text import hex64, safe_text
 
 
 def ms(timestamp: float | None) -> int:
     """Milliseconds from a proxy's float seconds; 0 (not exported as a time) for none."""
     return int(timestamp * 1000) if timestamp else 0
+
+
+def clean(text: str | None) -> str:
+    """A sentence of mitmproxy's (an error, often with OpenSSL's text inside) as a record
+    carries it: one line, printable."""
+    return safe_text(text.encode("utf-8", "replace")) if text else ""
 
 
 def now_ms() -> int:

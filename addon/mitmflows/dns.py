@@ -26,10 +26,9 @@ from ipfix.dns_record import ANSWER_SEPARATOR, DnsRecord
 from ipfix.termination import FlowEndReason, Termination
 from ipfix.text import safe_text
 
-from .convert import endpoint, endpoints, flow_id_of, ms
+from .convert import clean, endpoint, endpoints, flow_id_of, ms
 from .hello import join_within
 from .streams import CONNECT_FAILED
-from .tls import clean
 
 NO_MESSAGE = "no DNS message the proxy could parse"
 NO_ANSWER = "no answer before the connection ended"
@@ -55,12 +54,23 @@ def answer_text(record: dns.ResourceRecord) -> str:
             case types.CNAME | types.NS | types.PTR | types.DNAME:
                 data = record.domain_name
             case types.TXT:
-                data = " ".join(f'"{safe_text(part)}"' for part in character_strings(record.data))
+                data = " ".join(txt_text(part) for part in character_strings(record.data))
             case _:
                 data = "0x" + record.data.hex()
     except Exception:  # data that does not parse as its type says
         data = "0x" + record.data.hex()
     return f"{safe_text(record.name.encode())} {types.to_str(record.type)} {data}"
+
+
+# In TXT strings, RFC 1035's \DDD escapes (5.1) for what would confuse a reader of the
+# record: the quote (goflow2's JSON output does not escape it and drops the datagram's
+# remaining records), the backslash, and ';' that separates answers.
+_TXT_ESCAPES = str.maketrans({'"': "\\034", "\\": "\\092", ";": "\\059"})
+
+
+def txt_text(part: bytes) -> str:
+    """One TXT character-string, unquoted (strings are separated by spaces)."""
+    return safe_text(part).translate(_TXT_ESCAPES)
 
 
 def character_strings(data: bytes) -> list[bytes]:
@@ -135,6 +145,8 @@ def dns_record(flow: dns.DNSFlow, now_ms: int, answers_limit: int,
         record.answer_count = len(response.answers)
         record.answers, cut = join_within([answer_text(a) for a in response.answers],
                                           ANSWER_SEPARATOR, answers_limit)
+        if cut == len(response.answers):  # not even the first fits: none, not half of one
+            record.answers = ""
         record.minimum_ttl = min((a.ttl for a in response.answers), default=0)
     return record, cut
 

@@ -24,13 +24,14 @@ from mitmproxy.proxy.server import UDP_TIMEOUT
 from ipfix.connection_record import ConnectionRecord, FlowKind
 from ipfix.termination import FlowEndReason, Termination
 
-from .convert import endpoint, endpoints, flow_id_of, ms
+from .convert import clean, endpoint, endpoints, flow_id_of, ms
 from .hello import HelloFacts
 
 Stream = tcp.TCPFlow | udp.UDPFlow
 
-# mitmproxy's connection-failure sentences start like these (OSError text of asyncio)
-CONNECT_FAILED = ("[Errno", "Connect call failed", "Connection refused",
+# mitmproxy's connection-failure sentences start like these (OSError text of asyncio;
+# "Multiple exceptions: ..." when each address of a name failed differently)
+CONNECT_FAILED = ("[Errno", "Multiple exceptions:", "Connect call failed", "Connection refused",
                    "No route to host", "Network is unreachable", "Name or service not known",
                    "nodename nor servname", "Temporary failure in name resolution")
 
@@ -158,7 +159,7 @@ def stream_record(flow: Stream, counts: StreamCounts | None, hello: HelloFacts |
         upstream_port=upstream_port, protocol=6 if is_tcp else 17,
         flow_end_reason=end_reason, termination_state=termination,
         kind=FlowKind.TCP_STREAM if is_tcp else FlowKind.UDP_STREAM,
-        error=flow.error.msg if flow.error is not None else "")
+        error=clean(flow.error.msg) if flow.error is not None else "")
     fill_tls(record, client, hello)
     if counts is not None:
         counts.take_deltas(record)

@@ -29,33 +29,30 @@ from mitmproxy.tls import ClientHello, TlsData
 
 from ipfix.connection_record import ConnectionRecord, FlowKind
 from ipfix.termination import FlowEndReason, Termination
-from ipfix.text import safe_text
 
-from .convert import endpoint, endpoints, flow_id_of, ms
+from .convert import clean, endpoint, endpoints, flow_id_of, ms
 from .hello import HelloFacts, Limits, hello_facts
 from .streams import fill_tls
 
 logger = logging.getLogger(__name__)
 
-# Parts of the sentences mitmproxy 12.2 writes when the client refused its certificate.
-_CLIENT_REJECTED = ("does not trust the proxy's certificate",)
+# The start of the sentence mitmproxy 12.2 writes when the client refused its certificate
+# (an alert: unknown ca, bad certificate, certificate unknown). Not a part of it: the
+# sentence for a client that merely disconnected ends "... may indicate that the client
+# does not trust the proxy's certificate."
+_CLIENT_REJECTED = ("The client does not trust the proxy's certificate",)
 _UPSTREAM_CERTIFICATE = ("Certificate verify failed",)
 
 
 def tls_failure_code(error: str, client_side: bool) -> Termination:
     """The termination code of a failed handshake, from mitmproxy's sentence."""
     if client_side:
-        if any(part in error for part in _CLIENT_REJECTED):
+        if error.startswith(_CLIENT_REJECTED):
             return Termination.CLIENT_REJECTED_CERTIFICATE
         return Termination.CLIENT_TLS_FAILED
     if error.startswith(_UPSTREAM_CERTIFICATE):
         return Termination.UPSTREAM_CERTIFICATE_INVALID
     return Termination.UPSTREAM_TLS_FAILED
-
-
-def clean(text: str | None) -> str:
-    """A sentence of mitmproxy's as a record carries it: one line, printable."""
-    return safe_text(text.encode("utf-8", "replace")) if text else ""
 
 
 def tls_failure_record(data: TlsData, hello: HelloFacts | None, now_ms: int) -> ConnectionRecord:
