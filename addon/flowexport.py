@@ -66,6 +66,11 @@ except ModuleNotFoundError as missing:
 logger = logging.getLogger(__name__)
 
 
+# how a stream ended, as flowEndReason (RFC 5102): the rest are forced ends
+_STREAM_END_REASONS = {Termination.COMPLETED: FlowEndReason.END_OF_FLOW,
+                       Termination.IDLE_TIMEOUT: FlowEndReason.IDLE_TIMEOUT}
+
+
 class FlowExport:
     """The addon: options, hooks, and the hand-over to the exporter."""
 
@@ -370,9 +375,7 @@ class FlowExport:
             else:
                 termination = stream_termination(flow, counts, now / 1000,
                                                  settings.tcp_timeout_ms // 1000)
-                reason = (FlowEndReason.END_OF_FLOW if termination in (
-                    Termination.COMPLETED, Termination.IDLE_TIMEOUT)
-                    else FlowEndReason.FORCED_END)
+                reason = _STREAM_END_REASONS.get(termination, FlowEndReason.FORCED_END)
             record = stream_record(flow, counts, counts.hello, now, termination, reason)
         except Exception:
             self._lost(flow.id)

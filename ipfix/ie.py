@@ -102,7 +102,7 @@ IANA_ELEMENTS: tuple[InformationElement, ...] = (
     _iana("exporterIPv4Address", 130, _T.IPV4_ADDRESS),
     _iana("exporterIPv6Address", 131, _T.IPV6_ADDRESS),
     _iana("flowEndReason", 136, _T.UNSIGNED8, _S.IDENTIFIER, _U.NONE,
-          "2 active timeout (interim record), 3 end of flow, 4 forced end"),
+          "1 idle timeout, 2 active timeout (interim record), 3 end of flow, 4 forced end"),
     _iana("meteringProcessId", 143, _T.UNSIGNED32, _S.IDENTIFIER),
     _iana("exportingProcessId", 144, _T.UNSIGNED32, _S.IDENTIFIER),
     _iana("flowId", 148, _T.UNSIGNED64, _S.IDENTIFIER, _U.NONE,

@@ -38,6 +38,7 @@ class Termination(IntEnum):
 class FlowEndReason(IntEnum):
     """flowEndReason values we send (IANA)."""
 
+    IDLE_TIMEOUT = 1  # the proxy closed a stream that stayed silent
     ACTIVE_TIMEOUT = 2  # the record of an interval of a long-lived flow
     END_OF_FLOW = 3
     FORCED_END = 4  # an error, a kill, shutdown

@@ -128,7 +128,8 @@ def test_interim_records_of_a_long_stream_add_up_to_its_total(setup: Setup) -> N
 
 def test_a_udp_stream_counts_datagrams_and_ends_when_idle(setup: Setup) -> None:
     """mitmproxy closes a UDP stream 20 s after its last datagram, without saying why: the
-    record says idle timeout, and ends at the last datagram."""
+    record says idle timeout (RFC 5102's flowEndReason 1 and our code 12), and ends at the
+    last datagram."""
     sizes = [1, 100, 1200, 33, 8000]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
@@ -140,7 +141,7 @@ def test_a_udp_stream_counts_datagrams_and_ends_when_idle(setup: Setup) -> None:
         last_sent = time.time()
         records = setup.proxy.wait_for(
             lambda r: r.get("sourceTransportPort") == local
-            and r["flowEndReason"] == FlowEndReason.END_OF_FLOW, timeout=30)
+            and r["flowEndReason"] == FlowEndReason.IDLE_TIMEOUT, timeout=30)
     records = connection_records(setup, local)
     final = records[-1]
     assert sum(r["initiatorMessages"] for r in records) == len(sizes)
@@ -150,6 +151,7 @@ def test_a_udp_stream_counts_datagrams_and_ends_when_idle(setup: Setup) -> None:
     assert final["protocolIdentifier"] == 17
     assert final["proxyFlowKind"] == FlowKind.UDP_STREAM
     assert final["flowTerminationStateCode"] == Termination.IDLE_TIMEOUT
+    assert final["flowEndReason"] == FlowEndReason.IDLE_TIMEOUT
     assert abs(final["flowEndMilliseconds"] - last_sent * 1000) < 1000
 
 
