@@ -431,11 +431,12 @@ class FlowExport:
             return
         hello = self.hellos.get(client.id)
         try:
-            record = tls_failure_record(data, hello, now_ms())
+            record, cut_fields = tls_failure_record(data, hello, now_ms(),
+                                                    settings.hello_limits)
         except Exception:
             self._lost(client.id)
             return
-        self._submit(record, hello.cuts if hello is not None else 0)
+        self._submit(record, cut_fields)
 
     def _on_passthrough(self, entry: Passthrough) -> None:
         settings = self.settings

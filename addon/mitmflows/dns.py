@@ -99,8 +99,8 @@ def dns_termination(flow: dns.DNSFlow) -> Termination:
     message = error.msg
     if message == Error.KILLED_MESSAGE:
         return Termination.KILLED_BY_PROXY
-    if message.startswith(CONNECT_FAILED):
-        return Termination.UPSTREAM_CONNECT_FAILED
+    if message.startswith((*CONNECT_FAILED, "Connection killed")):
+        return Termination.UPSTREAM_CONNECT_FAILED  # also an addon's refusal to connect
     return Termination.PROXY_ERROR
 
 
@@ -145,8 +145,6 @@ def dns_record(flow: dns.DNSFlow, now_ms: int, answers_limit: int,
         record.answer_count = len(response.answers)
         record.answers, cut = join_within([answer_text(a) for a in response.answers],
                                           ANSWER_SEPARATOR, answers_limit)
-        if cut == len(response.answers):  # not even the first fits: none, not half of one
-            record.answers = ""
         record.minimum_ttl = min((a.ttl for a in response.answers), default=0)
     return record, cut
 

@@ -62,7 +62,8 @@ def hello_facts(hello: ClientHello, limits: Limits) -> HelloFacts:
         cuts += 1
     alpn_text, alpn_cuts = join_within([safe_text(a) for a in alpn], ",", limits.alpn_offers)
     return HelloFacts(server_name=server_name, alpn_offers=alpn_text,
-                      version=highest_version(versions or [_legacy_version(hello)]),
+                      version=(highest_version(versions)  # GREASE alone: none
+                               or highest_version([_legacy_version(hello)])),
                       cuts=cuts + (1 if alpn_cuts else 0))
 
 
@@ -96,16 +97,13 @@ def highest_version(versions: list[int]) -> str:
 
 
 def join_within(items: list[str], separator: str, limit: int) -> tuple[str, int]:
-    """The items joined while they fit `limit` bytes of UTF-8, and how many were left out
-    (one that alone is longer than the limit is cut instead, and counted)."""
+    """The first items joined while they fit `limit` bytes of UTF-8, and how many were
+    left out: a reader sees whole items or none, never half of one."""
     out: list[str] = []
     size = 0
     for index, item in enumerate(items):
         extra = len(item.encode()) + (len(separator) if out else 0)
         if size + extra > limit:
-            if not out:  # one item longer than everything: its start, cut
-                cut = item.encode()[:limit].decode("utf-8", "ignore")
-                return cut, len(items) - index
             return separator.join(out), len(items) - index
         out.append(item)
         size += extra

@@ -31,7 +31,7 @@ from ipfix.connection_record import ConnectionRecord, FlowKind
 from ipfix.termination import FlowEndReason, Termination
 
 from .convert import clean, endpoint, endpoints, flow_id_of, ms
-from .hello import HelloFacts, Limits, hello_facts
+from .hello import HelloFacts, Limits, hello_facts, join_within
 from .streams import fill_tls
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,12 @@ def tls_failure_code(error: str, client_side: bool) -> Termination:
     return Termination.UPSTREAM_TLS_FAILED
 
 
-def tls_failure_record(data: TlsData, hello: HelloFacts | None, now_ms: int) -> ConnectionRecord:
-    """The record of a failed handshake. Client side: what the client offered. Upstream
-    side: what the proxy offered the upstream (its SNI and ALPN; the versions the proxy
-    offers are its own settings, so none is given)."""
+def tls_failure_record(data: TlsData, hello: HelloFacts | None, now_ms: int,
+                       limits: Limits) -> tuple[ConnectionRecord, int]:
+    """The record of a failed handshake, and how many of its fields were cut to `limits`.
+    Client side: what the client offered. Upstream side: what the proxy offered the
+    upstream (its SNI and ALPN; the versions the proxy offers are its own settings, so
+    none is given)."""
     client, server = data.context.client, data.context.server
     client_side = data.conn is client
     client_host, client_port, proxy_host, proxy_port = endpoints(client.peername,
@@ -78,9 +80,11 @@ def tls_failure_record(data: TlsData, hello: HelloFacts | None, now_ms: int) -> 
     else:
         fill_tls(record, client, None)
         record.tls_server_name = server.sni or ""
-        record.tls_offered_alpn = ",".join(clean(a.decode("utf-8", "replace"))
-                                           for a in server.alpn_offers)
-    return record
+        record.tls_offered_alpn, cut = join_within(
+            [clean(a.decode("utf-8", "replace")) for a in server.alpn_offers], ",",
+            limits.alpn_offers)
+        return record, 1 if cut else 0
+    return record, hello.cuts if hello is not None else 0
 
 
 class Passthrough(msgspec.Struct, gc=False):
