@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pytest
 
 from ipfix.decoder import DecodedMessage, Decoder
 from ipfix.http_record import HTTP_RECORDS, HttpFlowRecord
 from ipfix.message import Datagram
-from ipfix.session import ExportFormat, ExportSession, SessionConfig
+from ipfix.session import ExportFormat, ExportSession, RecordFormat, SessionConfig
 
 NOW_MS = 1_795_000_000_123
 
@@ -32,9 +32,12 @@ def sample_record(index: int = 0, **overrides: object) -> HttpFlowRecord:
     return HttpFlowRecord(**values)  # type: ignore[arg-type]
 
 
-def run_session(records: Iterable[HttpFlowRecord], fmt: ExportFormat = ExportFormat.IPFIX,
+def run_session(records: Iterable[object], fmt: ExportFormat = ExportFormat.IPFIX, *,
+                layouts: Sequence[RecordFormat] = (HTTP_RECORDS,),
                 **config: object) -> tuple[ExportSession, list[Datagram]]:
-    session = ExportSession(SessionConfig(format=fmt, **config), [HTTP_RECORDS], NOW_MS)  # type: ignore[arg-type]
+    """Every record added and polled at NOW_MS, then flushed; `layouts`: the kinds of
+    record the session takes (HTTP only unless told)."""
+    session = ExportSession(SessionConfig(format=fmt, **config), layouts, NOW_MS)  # type: ignore[arg-type]
     datagrams = []
     for record in records:
         session.add(record, NOW_MS)
