@@ -34,6 +34,8 @@ def configured(**options: object) -> tuple[Any, Any]:
     ("flowexport_max_lengths", ["httpRequestTarge=9"], "did you mean httpRequestTarget?"),
     ("flowexport_filter", "~bogus", "~bogus"),
     ("flowexport_redact_values", ["(unclosed"], "(unclosed"),
+    ("flowexport_kinds", ["http", "websocket"], "'websocket' not among"),
+    ("flowexport_kinds", [], "at least one kind"),
 ])
 def test_a_bad_value_at_start_is_one_line_and_stops_mitmdump(
         option: str, value: object, quoted: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -82,6 +84,29 @@ def test_options_are_parsed_once_into_settings() -> None:
     assert settings.session.max_lengths["httpRequestHost"] == 32
     assert "token" in settings.rules.redactor.names
     assert settings.sampling == settings.session.sampling_interval == 5  # announced too
+
+
+def test_kinds_choose_the_flows_and_the_templates_announced() -> None:
+    addon, context = configured(flowexport_kinds=["dns", "tcp"])
+    with context:
+        settings = addon.settings
+    assert [layout.kind for layout in settings.layouts] == ["connection", "dns"]
+    assert settings.wants(tflow.ttcpflow()) and settings.wants(tflow.tdnsflow())
+    assert not settings.wants(tflow.tflow(resp=True)) and not settings.wants(tflow.tudpflow())
+    assert not settings.every_flow  # HTTP flows are not all exported
+
+
+@pytest.mark.parametrize(("expression", "chosen"), [
+    ("~tcp", {"tcp"}), ("~udp", {"udp"}), ("~dns", {"dns"}), ("!~dns", {"http", "tcp", "udp"}),
+    ("~d address", {"http"}),  # mitmproxy's domain filter: the test HTTP flow's host
+])
+def test_the_filter_applies_to_every_kind_of_flow(expression: str, chosen: set[str]) -> None:
+    addon, context = configured(flowexport_filter=expression)
+    with context:
+        settings = addon.settings
+    flows = {"http": tflow.tflow(resp=True), "tcp": tflow.ttcpflow(),
+             "udp": tflow.tudpflow(), "dns": tflow.tdnsflow()}
+    assert {kind for kind, flow in flows.items() if settings.wants(flow)} == chosen
 
 
 def test_the_stream_counter_runs_only_while_bodies_can_be_streamed() -> None:
