@@ -16,7 +16,7 @@ import msgspec
 
 from .http_record import DEFAULT_MAX_LENGTHS as HTTP_MAX_LENGTHS
 from .http_record import DEFAULT_V9_WIDTHS as HTTP_V9_WIDTHS
-from .layout import FieldSpec, RecordLayout
+from .layout import FLOW_KEYS, FieldSpec, RecordLayout
 
 FIRST_CONNECTION_TEMPLATE_ID = 264  # after the HTTP templates and the options templates
 
@@ -65,19 +65,7 @@ class ConnectionRecord(msgspec.Struct, gc=False):
 
 
 CONNECTION_FIELDS: FieldSpec = (
-    ("flow_id", "flowId"),
-    ("start_ms", "flowStartMilliseconds"),
-    ("end_ms", "flowEndMilliseconds"),
-    ("client_address", ("sourceIPv4Address", "sourceIPv6Address")),
-    ("proxy_address", ("destinationIPv4Address", "destinationIPv6Address")),
-    ("upstream_address", ("postNATDestinationIPv4Address", "postNATDestinationIPv6Address")),
-    ("client_port", "sourceTransportPort"),
-    ("proxy_port", "destinationTransportPort"),
-    ("upstream_port", "postNAPTDestinationTransportPort"),
-    ("protocol", "protocolIdentifier"),
-    ("octets", "octetDeltaCount"),
-    ("initiator_octets", "initiatorOctets"),
-    ("responder_octets", "responderOctets"),
+    *FLOW_KEYS,
     ("initiator_messages", "initiatorMessages"),
     ("responder_messages", "responderMessages"),
     ("flow_end_reason", "flowEndReason"),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from .layout import FieldSpec, RecordLayout
+from .layout import FLOW_KEYS, FieldSpec, RecordLayout
 
 FIRST_DNS_TEMPLATE_ID = 268
 ANSWER_SEPARATOR = "; "
@@ -49,19 +49,7 @@ class DnsRecord(msgspec.Struct, gc=False):
 
 
 DNS_FIELDS: FieldSpec = (
-    ("flow_id", "flowId"),
-    ("start_ms", "flowStartMilliseconds"),
-    ("end_ms", "flowEndMilliseconds"),
-    ("client_address", ("sourceIPv4Address", "sourceIPv6Address")),
-    ("proxy_address", ("destinationIPv4Address", "destinationIPv6Address")),
-    ("upstream_address", ("postNATDestinationIPv4Address", "postNATDestinationIPv6Address")),
-    ("client_port", "sourceTransportPort"),
-    ("proxy_port", "destinationTransportPort"),
-    ("upstream_port", "postNAPTDestinationTransportPort"),
-    ("protocol", "protocolIdentifier"),
-    ("octets", "octetDeltaCount"),
-    ("initiator_octets", "initiatorOctets"),
-    ("responder_octets", "responderOctets"),
+    *FLOW_KEYS,
     ("flow_end_reason", "flowEndReason"),
     ("termination_state", "flowTerminationStateCode"),
     ("transaction_id", "dnsTransactionId"),

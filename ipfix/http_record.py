@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from .layout import FieldSpec, RecordLayout
+from .layout import FLOW_KEYS, FieldSpec, RecordLayout
 
 FIRST_DATA_TEMPLATE_ID = 256  # the TR7 layout starts here too
 
@@ -61,19 +61,7 @@ class HttpFlowRecord(msgspec.Struct, gc=False):
 
 # Record attribute -> element name (IPv4 name, IPv6 name for addresses), in record order.
 HTTP_FIELDS: FieldSpec = (
-    ("flow_id", "flowId"),
-    ("start_ms", "flowStartMilliseconds"),
-    ("end_ms", "flowEndMilliseconds"),
-    ("client_address", ("sourceIPv4Address", "sourceIPv6Address")),
-    ("proxy_address", ("destinationIPv4Address", "destinationIPv6Address")),
-    ("upstream_address", ("postNATDestinationIPv4Address", "postNATDestinationIPv6Address")),
-    ("client_port", "sourceTransportPort"),
-    ("proxy_port", "destinationTransportPort"),
-    ("upstream_port", "postNAPTDestinationTransportPort"),
-    ("protocol", "protocolIdentifier"),
-    ("octets", "octetDeltaCount"),
-    ("initiator_octets", "initiatorOctets"),
-    ("responder_octets", "responderOctets"),
+    *FLOW_KEYS,
     ("uploaded_bytes", "uploadedBytes"),
     ("downloaded_bytes", "downloadedBytes"),
     ("status_code", "httpStatusCode"),

@@ -37,6 +37,24 @@ from .template import (
 FieldSpec = tuple[tuple[str, str | tuple[str, str]], ...]
 UPSTREAM_ADDRESS = "upstream_address"  # its family picks the upstream half of the template
 
+# The fields every kind of record begins with, in this order (its Struct's first fields):
+# who talked to whom through which proxy address, when, over what, how much each way.
+FLOW_KEYS: FieldSpec = (
+    ("flow_id", "flowId"),
+    ("start_ms", "flowStartMilliseconds"),
+    ("end_ms", "flowEndMilliseconds"),
+    ("client_address", ("sourceIPv4Address", "sourceIPv6Address")),
+    ("proxy_address", ("destinationIPv4Address", "destinationIPv6Address")),
+    ("upstream_address", ("postNATDestinationIPv4Address", "postNATDestinationIPv6Address")),
+    ("client_port", "sourceTransportPort"),
+    ("proxy_port", "destinationTransportPort"),
+    ("upstream_port", "postNAPTDestinationTransportPort"),
+    ("protocol", "protocolIdentifier"),
+    ("octets", "octetDeltaCount"),
+    ("initiator_octets", "initiatorOctets"),
+    ("responder_octets", "responderOctets"),
+)
+
 # (client is IPv6, upstream is IPv6) -> offset from the first template id
 FAMILY_TEMPLATES: dict[tuple[bool, bool], int] = {
     (False, False): 0, (True, True): 1, (False, True): 2, (True, False): 3,
