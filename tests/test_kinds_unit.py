@@ -971,3 +971,35 @@ def test_connect_failures(mode: str, transport: str, kind: str, record_type: typ
         assert (record.start_ms, record.end_ms) == (946681200000, 946681201000)
     if isinstance(record, ConnectionRecord):
         assert record.kind == flow_kind
+
+
+LABELS = st.text("abcxyz019-äöüßéñ中", min_size=1, max_size=12).filter(
+    lambda label: not label.startswith("-") and not label.endswith("-"))
+
+
+def _packable(name: str) -> bool:
+    try:
+        return all(0 < len(label.encode("idna")) < 64 for label in name.split("."))
+    except UnicodeError:
+        return False
+
+
+NAMES = st.one_of(st.just(""), st.lists(LABELS, min_size=1, max_size=4).map(".".join)
+                  .filter(_packable))
+RECORDS = st.builds(dns.ResourceRecord, name=NAMES, type=st.sampled_from([1, 5, 16, 28, 41]),
+                    class_=st.just(1), ttl=st.integers(0, 2**32 - 1),
+                    data=st.binary(max_size=40))
+
+
+@settings(max_examples=150, deadline=None)
+@given(questions=st.lists(NAMES, max_size=2), answers=st.lists(RECORDS, max_size=4),
+       additionals=st.lists(RECORDS, max_size=2), over_tcp=st.booleans())
+def test_message_sizes_are_counted_as_mitmproxy_packs_them(
+        questions: list[str], answers: list[dns.ResourceRecord],
+        additionals: list[dns.ResourceRecord], over_tcp: bool) -> None:
+    message = dns.DNSMessage(
+        id=7, query=False, op_code=0, authoritative_answer=False, truncation=False,
+        recursion_desired=True, recursion_available=True, reserved=0, response_code=0,
+        questions=[dns.Question(name, 1, 1) for name in questions], answers=answers,
+        authorities=answers[:1], additionals=additionals)
+    assert mdns.message_size(message, over_tcp) == len(message.packed) + 2 * over_tcp

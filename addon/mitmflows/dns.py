@@ -84,12 +84,32 @@ def character_strings(data: bytes) -> list[bytes]:
 
 
 def message_size(message: dns.DNSMessage | None, over_tcp: bool) -> int:
+    """The bytes of `message` as mitmproxy packs it (no name compression), counted rather
+    than packed: packing runs every name through IDNA and costs more than the record."""
     if message is None:
         return 0
+    size = _HEADER + (2 if over_tcp else 0)
     try:
-        return len(message.packed) + (2 if over_tcp else 0)
-    except ValueError:  # a field out of range that an addon set: mitmproxy cannot send it
+        for question in message.questions:
+            size += _name_size(question.name) + 4  # type, class
+        for record in (*message.answers, *message.authorities, *message.additionals):
+            size += _name_size(record.name) + 10 + len(record.data)  # type class ttl length
+    except UnicodeError:  # a name IDNA refuses: mitmproxy cannot send it either
         return 0
+    return size
+
+
+_HEADER = 12
+
+
+def _name_size(name: str) -> int:
+    """Length bytes, labels and the root's zero (RFC 1035 3.1); ASCII labels stay as
+    they are in IDNA."""
+    if not name:
+        return 1
+    if name.isascii():
+        return len(name) + 2
+    return sum(len(label.encode("idna")) + 1 for label in name.split(".")) + 1
 
 
 def dns_termination(flow: dns.DNSFlow) -> Termination:
