@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import re
 import shutil
@@ -50,12 +51,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+
+from mitmproxy import dns
 
 ROOT = Path(__file__).resolve().parents[1]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+DNS_TYPE_A = 1
+DNS_ANSWER = ipaddress.IPv4Address("192.0.2.1")
 
 
 async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -70,16 +75,55 @@ async def _serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.close()
 
 
-def serve_upstream() -> None:
-    """Run as its own process (`--serve-upstream`): prints its port, serves until killed."""
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def _serve_tcp(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                 Awaitable[None]]) -> None:
+    """Prints the port of a TCP server on loopback, then serves with `handler` until killed."""
 
     async def main() -> None:
-        server = await asyncio.start_server(_serve_client, "127.0.0.1", 0)
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
         print(server.sockets[0].getsockname()[1], flush=True)
         async with server:
             await server.serve_forever()
 
     asyncio.run(main())
+
+
+def serve_upstream() -> None:
+    """Run as its own process (`--serve-upstream`): prints its port, serves until killed."""
+    _serve_tcp(_serve_client)
+
+
+def serve_tcp_echo() -> None:
+    """Run as its own process (`--serve-tcp-echo`): a TCP echo server (the upstream of
+    `reverse:tcp://`); prints its port, echoes until killed."""
+    _serve_tcp(_echo)
+
+
+def serve_dns() -> None:
+    """Run as its own process (`--serve-dns`): a DNS server over UDP (the upstream of
+    `reverse:dns://`) that answers every query with one A record; prints its port, answers
+    until killed. mitmproxy's own DNS message code parses and packs: it runs on core 1, so
+    its speed does not count."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    while True:
+        data, peer = sock.recvfrom(65535)
+        query = dns.DNSMessage.unpack(data)
+        answers = [dns.ResourceRecord.A(question.name, DNS_ANSWER, ttl=300)
+                   for question in query.questions if question.type == DNS_TYPE_A]
+        sock.sendto(query.succeed(answers).packed, peer)
 
 
 def serve_sink() -> None:
@@ -136,6 +180,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_tcp_and_udp_port() -> int:
+    """A port free for both (a DNS server listens on both)."""
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+def udp_bound(port: int) -> bool:
+    """Whether some IPv4 UDP socket is bound to `port` (Linux: /proc/net/udp). A UDP server
+    cannot be probed by connecting, and a probe datagram would be a flow of its own."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        local_address = line.split()[1]  # hex: 0100007F:1F90
+        if int(local_address.rsplit(":", 1)[1], 16) == port:
+            return True
+    return False
+
+
 # What a user would run instead of flowexport to log every request: mitmdump's own flow
 # lines (to /dev/null), a HAR file written at exit, mitmproxy's flow file, and a naive
 # addon sending one JSON line per flow over UDP.
@@ -144,18 +210,19 @@ ALTERNATIVES = ("flowlines", "hardump", "savestream", "jsonudp")
 
 def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: str,
                    empty_script: Path, *, launcher: Sequence[str] = ("taskset", "-c", "0"),
-                   timeout_s: float = 30, options: Sequence[str] = ()
+                   timeout_s: float = 30, options: Sequence[str] = (), scheme: str = "http"
                    ) -> tuple[subprocess.Popen[bytes], int]:
     """mitmdump for `variant`, started by `launcher` (taskset, or valgrind), and its port;
-    `options` (NAME=VALUE) go to the addon's variants."""
-    port = free_port()
+    `options` (NAME=VALUE) go to the addon's variants. `scheme` is what the reverse proxy
+    speaks to `upstream`: http, tcp, or dns (then it listens on UDP, and on TCP as well)."""
+    port = free_tcp_and_udp_port() if scheme == "dns" else free_port()
     env = dict(os.environ)
     if variant.endswith("-python"):  # the same without the C building blocks
         variant = variant.removesuffix("-python")
         env["FLOWEXPORT_PURE_PYTHON"] = "1"
     quiet = [] if variant == "flowlines" else ["-q"]  # flowlines: mitmdump's own lines
     command = [*launcher, str(MITMDUMP), *quiet, "--listen-host", "127.0.0.1",
-               "-p", str(port), "--mode", f"reverse:http://127.0.0.1:{upstream}",
+               "-p", str(port), "--mode", f"reverse:{scheme}://127.0.0.1:{upstream}",
                "--set", f"confdir={confdir}"]
     if variant in ALTERNATIVES:  # what users would otherwise use, beside the empty script
         command += ["-s", str(empty_script)]
@@ -182,9 +249,13 @@ def start_mitmdump(variant: str, upstream: int, sinks: list[Helper], confdir: st
                                env=env)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+        if scheme == "dns":  # it binds TCP first: UDP is the one to wait for
+            if udp_bound(port):
                 return process, port
+        else:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return process, port
         time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"mitmdump ({variant}) did not start")
@@ -323,14 +394,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="per epoch")
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--variants", default="none,empty,empty-b,ipfix,netflow9,two,dead")
-    parser.add_argument("role", nargs="?", choices=("--serve-upstream", "--serve-sink"),
-                        help=argparse.SUPPRESS)
+    # the helper processes (class Helper), by the argument that starts one
+    roles = {"--serve-upstream": serve_upstream, "--serve-sink": serve_sink,
+             "--serve-tcp-echo": serve_tcp_echo, "--serve-dns": serve_dns}
+    parser.add_argument("role", nargs="?", choices=tuple(roles), help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
-    if sys.argv[1:] == ["--serve-upstream"]:
-        serve_upstream()
-        return 0
-    if sys.argv[1:] == ["--serve-sink"]:
-        serve_sink()
+    if len(sys.argv) == 2 and sys.argv[1] in roles:
+        roles[sys.argv[1]]()
         return 0
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
