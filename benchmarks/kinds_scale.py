@@ -1,7 +1,7 @@
 """Streams at scale: 10,000 concurrent UDP flows, and one TCP stream of gigabytes, through
 mitmdump with an empty script and with the addon, side by side in one run.
 
-    .venv/bin/python -m benchmarks.kinds_scale                       # about 20 minutes
+    .venv/bin/python -m benchmarks.kinds_scale                       # about 25 minutes
     .venv/bin/python -m benchmarks.kinds_scale --flows 2000 --tcp-gib 0.5 --rounds 1
     .venv/bin/python -m benchmarks.kinds_scale --output benchmarks/results/kinds-scale.txt
 
@@ -11,8 +11,10 @@ Both are about memory, and the proxy itself holds far more per flow than the add
 so every number is taken twice, with the empty script (the baseline: what mitmproxy
 holds) and with the addon (IPFIX to a collector in this process that decodes every
 datagram with the project's decoder), and the addon's share is the difference. That
-difference is within the noise of RSS (a few kilobytes per flow), so the addon's table
-of open streams is also measured directly, with tracemalloc, in this process.
+difference is within the noise of RSS (a few kilobytes per flow), so it is also taken
+from Python's own accounting: mitmdump's Python heap by tracemalloc (a script loaded
+first, read on SIGUSR1) with `--traced-flows` UDP flows open, in all and allocated by
+the project's code; and the addon's table of open streams alone, in this process.
 
 UDP (`reverse:udp://` to a UDP echo): one client socket per flow, each bound to its own
 port, sends a datagram and reads the echo; mitmproxy makes each client address:port a
@@ -86,10 +88,10 @@ ADDON = ROOT / "addon" / "flowexport.py"
 UDP_IDLE_S = 20  # mitmproxy.proxy.server.UDP_TIMEOUT
 UDP_PAYLOAD = b"k" * 32
 WARMUP_FLOWS = 50
-# Each set of flows sends from its own loopback address. mitmproxy_rs keeps every client
-# address:port it saw for 60 s after its last datagram, and drops every datagram of one
-# whose flow mitmproxy ended (at 20 s), so a new socket that happens to get a port used a
-# moment earlier would never become a flow; from an address not used before, it does.
+# Each set of flows sends from its own loopback address. mitmproxy_rs (0.12) keeps each
+# client address:port it has seen until 60 s pass without a datagram from it, and drops
+# the datagrams of one whose flow mitmproxy already ended (after 20 s of silence): a new
+# socket that happened to get a port used a moment earlier would never become a flow.
 WARMUP_SOURCE = "127.0.0.2"
 UDP_SOURCES = tuple(f"127.0.0.{n}" for n in range(3, 20))
 RETRY_S = 2.0
@@ -266,7 +268,6 @@ class Mitmdump:
             command += ["--set", "flowexport_statistics_interval_s=5"]
             for option in options:
                 command += ["--set", option]
-        self.command = command
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -763,7 +764,8 @@ def table_bytes_per_stream(count: int) -> tuple[float, float, float]:
 # --- the Python heap inside mitmdump, by tracemalloc --------------------------------------
 
 # Loaded before the empty script or the addon: traces Python's allocations from then on,
-# and on SIGUSR1 logs what is allocated now, in all and by code in addon/ or ipfix/.
+# and on SIGUSR1 logs what is allocated now, in all and by code in addon/ or ipfix/ (its
+# handler replaces mitmdump's own for SIGUSR1, a dump of debug information).
 TRACE_SCRIPT = """
 import asyncio, logging, signal, tracemalloc
 tracemalloc.start(1)
