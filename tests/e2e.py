@@ -260,11 +260,11 @@ class Mitmdump:
         host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
         return f"http://{host}:{self.port}"
 
-    def stop(self, sig: int = signal.SIGINT) -> int:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            code = self.process.wait(timeout=20)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()

@@ -81,7 +81,9 @@ class ObservedProxy:
 
     def stop(self) -> None:
         """mitmdump flushes everything on its way out."""
-        assert self.proxy.stop() == 0, self.proxy.log()
+        # a loaded machine once took over 20 s to shut down with UDP clients still open
+        code = self.proxy.stop(timeout=60)
+        assert code == 0, f"mitmdump exited with {code}:\n{self.proxy.log()}"
         time.sleep(0.3)  # the last datagrams, sent on the way out, reach the sockets
         for receiver in (self.ipfix, self.netflow9):
             receiver.drain()
