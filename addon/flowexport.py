@@ -410,9 +410,7 @@ class FlowExport:
         settings = self.settings
         if settings is None:
             return
-        for flow in waiting:
-            if settings.wants(flow):
-                self._submit_dns(flow, Termination.UPSTREAM_TIMEOUT)
+        self._unanswered(waiting, Termination.UPSTREAM_TIMEOUT, NO_ANSWER)
         if not had_flows and not quiet and is_dns_connection(client) and (
                 settings.wants_connection(client.id)):
             self._submit(unparsed_connection_record(client, now_ms()))

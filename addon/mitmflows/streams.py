@@ -7,7 +7,7 @@ The counters are Python integers sent as unsigned64: they do not wrap. Streams t
 last get interim records at the active timeout, each with what passed since the
 previous record of the same flowId, as HTTP's long-lived exchanges do.
 
-Memory: one `StreamCounts` (about 200 bytes) per stream mitmproxy has open, dropped at
+Memory: one `StreamCounts` per stream mitmproxy has open, dropped at
 the stream's end hook. mitmproxy itself ends a UDP stream after 20 s without a datagram
 and a TCP stream after `tcp_timeout`, so the table holds no more than the proxy does.
 """
